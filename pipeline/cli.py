@@ -1,0 +1,108 @@
+"""The ``pipeline`` console script: parses arguments, loads settings, calls one stage function.
+
+No stage logic lives here; every stage is a plain function in ``preprocessing/`` or ``models/`` that
+tests and notebooks call directly. Exit status: 0 success, 1 some inputs failed (the rest were
+processed), 2 nothing could be done (bad settings, bad folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .settings import Settings, SettingsError, load_settings
+
+
+class StageError(Exception):
+    """A stage cannot start or go on; the message is one line for the user."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", default="settings", metavar="DIR", help="folder of data/model/training/upsampling.json (default ./settings; missing files mean defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FILE.KEY=VALUE", help="override one setting, e.g. --set data.factor=2 (repeatable)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from preprocessing.synth import generate_talks
+
+    paths = generate_talks(args.out_dir, args.talks, args.seconds, settings.data.sample_rate, args.seed)
+    if not args.quiet:
+        print(f"generate: {len(paths)} talks of {args.seconds:g} s at {settings.data.sample_rate} Hz -> {args.out_dir}")
+    return 0
+
+
+def cmd_splice(args: argparse.Namespace, settings: Settings) -> int:
+    from preprocessing.splice import SpliceError, splice
+
+    try:
+        summary = splice(settings.data, quiet=args.quiet)
+    except SpliceError as e:
+        raise StageError(str(e)) from None
+    if summary.failed:
+        print(f"error: {summary.failed} file(s) could not be read; listed in {Path(settings.data.output_dir) / 'failures.csv'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_split(args: argparse.Namespace, settings: Settings) -> int:
+    from preprocessing.split import split
+
+    d = settings.data
+    try:
+        split(d.output_dir, d.splits, d.split_by, d.seed, quiet=args.quiet)
+    except FileNotFoundError as e:
+        raise StageError(str(e)) from None
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.workdir), settings, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description="Audio super-resolution: learn the missing high band of low-rate speech and restore it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="write synthetic speech-like talks (for trying the pipeline)")
+    _common(p)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--talks", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("splice", help="cut talks into high-res / low-res clip pairs (data.input_dir -> data.output_dir)")
+    _common(p)
+    p.set_defaults(func=cmd_splice)
+
+    p = sub.add_parser("split", help="divide the manifest into train/val/test by talk")
+    _common(p)
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("demo", help="end to end on generated talks: generate, splice, split")
+    _common(p)
+    p.add_argument("--workdir", default="data/demo", help="where the demo writes everything (default data/demo)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.settings, args.overrides)
+        return args.func(args, settings)
+    except (SettingsError, StageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Audio I/O shared by every stage: reading any supported file to float32 at a chosen rate, and
+writing 16-bit files under a temporary name that is renamed into place only once complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".ogg", ".mp3", ".opus", ".aif", ".aiff")
+
+
+class AudioError(Exception):
+    """An input file that cannot be used; ``str(e)`` is one line naming the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+
+
+def _check_sphere(path: Path) -> None:
+    """Refuse a shorten-compressed NIST SPHERE file with a message saying so (libsndfile reads only
+    plain PCM SPHERE, and would otherwise fail with a vague error or read garbage)."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not head.startswith(b"NIST_1A"):
+        return
+    for line in head.split(b"\n"):
+        if line.startswith(b"sample_coding") and b"shorten" in line:
+            raise AudioError(path, "shorten-compressed NIST SPHERE; decompress it first (sph2pipe -f wav)")
+
+
+def audio_info(path: str | Path) -> sf._SoundFileInfo:
+    """``soundfile.info`` with the same one-line errors as :func:`read_audio`."""
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise AudioError(path, f"cannot open: {e.strerror}") from None
+    if size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    if path.suffix.lower() == ".sph":
+        _check_sphere(path)
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(path, f"not a readable audio file ({_short(e)})") from None
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read ``path`` as float32 in [-1, 1].
+
+    ``mono=True`` averages the channels and returns shape ``(n,)``; ``mono=False`` returns
+    ``(n, channels)``. ``sample_rate`` resamples with soxr HQ when the file's rate differs.
+    Raises :class:`AudioError` for an empty, unreadable, truncated, or non-finite file.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioError(path, f"cannot decode ({_short(e)})") from None
+    if info.frames > 0 and len(data) < info.frames:
+        raise AudioError(path, f"truncated: header promises {info.frames} frames, file holds {len(data)}")
+    if len(data) == 0:
+        raise AudioError(path, "holds no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "holds NaN or infinite samples")
+    out = data.mean(axis=1) if mono else data
+    if sample_rate is not None and rate != sample_rate:
+        out = soxr.resample(out, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+        rate = sample_rate
+    return np.ascontiguousarray(out), rate
+
+
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+    """Round to the 16-bit grid (clipping at full scale), kept as float32 so that what a later stage
+    computes from it equals what it would compute from the written file."""
+    return (np.clip(np.round(x * 32768.0), -32768, 32767) / 32768.0).astype(np.float32)
+
+
+def temporary_name(path: Path) -> Path:
+    """A sibling name for writing ``path``: hidden, unique per process, same extension (soundfile
+    picks the format from the extension)."""
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success rename it to ``path``, on failure remove it.
+    A process killed mid-write leaves only a hidden ``.*.tmp*`` file, never a partial ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_audio(path: str | Path, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write ``x`` (float, ``(n,)`` or ``(n, channels)``) atomically; format from the extension."""
+    path = Path(path)
+    if subtype.startswith("PCM"):
+        x = np.clip(x, -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), x, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or None)

@@ -1,0 +1,316 @@
+"""``pipeline splice``: cut a corpus of talks into aligned high-res / low-res clip pairs.
+
+Recipe (TEDLIUM release 3)::
+
+    pipeline splice --set data.input_dir=/corpora/TEDLIUM_release-3 --set data.output_dir=data/ted
+
+reads every audio file under ``input_dir`` recursively (wav, flac, sph, ogg, mp3, ...), once each:
+TEDLIUM's ``legacy/`` folders hold symbolic links to the talks in ``data/sph`` and are read once
+through their real path. Plain PCM SPHERE is read by libsndfile; a shorten-compressed one is reported
+as such. For VCTK or LibriSpeech, where a folder is a speaker, set ``data.talk_from=parent`` (and
+``data.trim_seconds=0``): the folder then is the "talk" that ``split`` keeps whole.
+
+For each file: mono (channels averaged), resampled to ``sample_rate`` with soxr HQ if needed, rounded
+to 16 bits, ``trim_seconds`` cut from both ends, clips of ``clip_seconds`` every ``hop_seconds``,
+clips under ``min_rms_db`` dropped, and for each clip its low-res twin made by the ``lowres`` method
+from the 16-bit clip itself. Output layout under ``output_dir``::
+
+    hr/<talk>/<clip_id>.flac     high-res clip, 16-bit, sample_rate
+    lr/<talk>/<clip_id>.flac     low-res twin, 16-bit, sample_rate / factor
+    manifest.csv                 one row per clip (paths relative to output_dir)
+    failures.csv                 one row per file that could not be read (absent when none)
+    .done/<key>.json             per-file completion record: how an interrupted run resumes
+
+Files are processed in parallel (threads: decoding, resampling and encoding release the GIL). A file's
+record is written, atomically, only after all its clips, so a killed run redoes exactly the files
+without a record, and every audio file is written under a temporary name and renamed. A lock file
+stops a second ``splice`` on the same ``output_dir`` while one runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from pipeline.settings import DataSettings
+
+from .audio import AUDIO_EXTENSIONS, AudioError, atomic_write_text, read_audio, to_pcm16, write_audio
+from .lowres import make_lowres
+from .parallel import parallel_map
+
+MANIFEST_COLUMNS = ["clip_id", "talk", "source", "start_s", "seconds", "hr_path", "lr_path", "rms_db", "sample_rate", "low_rate", "lowres"]
+
+
+class SpliceError(Exception):
+    """A problem that stops the whole stage before any work (bad folders, a concurrent run)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: where it is, which talk it belongs to, and the key its clips are named by."""
+
+    path: Path
+    rel: str
+    talk: str
+    key: str
+
+
+@dataclass
+class SourceResult:
+    source: Source
+    status: str  # "done" | "skipped" | "failed"
+    reason: str = ""
+    seconds_in: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+    resumed: bool = False
+
+
+@dataclass
+class SpliceSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    resumed: int = 0
+    clips: int = 0
+    seconds_in: float = 0.0
+    seconds_kept: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skips: list[tuple[str, str]] = field(default_factory=list)
+    manifest: Path | None = None
+
+    def line(self, unit: str = "talks") -> str:
+        return (
+            f"splice: {self.done} {unit} done ({self.resumed} already complete), {self.skipped} skipped, "
+            f"{self.failed} failed; {self.clips} clips written; {self.seconds_in / 3600:.2f} h of audio in, "
+            f"{self.seconds_kept / 3600:.2f} h kept"
+        )
+
+
+def _safe(name: str) -> str:
+    return name.replace(os.sep, "__").replace("/", "__")
+
+
+def find_sources(input_dir: str | Path, talk_from: str = "file", exclude: Path | None = None) -> list[Source]:
+    """Every audio file under ``input_dir`` (sorted, each real file once), with its talk and key.
+
+    ``talk_from="file"``: the talk is the file stem (the relative path where stems collide).
+    ``talk_from="parent"``: the talk is the folder holding the file (a speaker, as in VCTK).
+    ``exclude`` (the output folder, if it lies inside the input) is not searched.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise SpliceError(f"{input_dir}: input folder does not exist" if not input_dir.exists() else f"{input_dir}: not a folder")
+    exclude_real = exclude.resolve() if exclude is not None else None
+    seen: set[Path] = set()
+    found: list[tuple[Path, str]] = []
+    for root, dirs, files in os.walk(input_dir, followlinks=True):
+        dirs.sort()
+        if exclude_real is not None and Path(root).resolve() == exclude_real:
+            dirs[:] = []
+            continue
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.suffix.lower() not in AUDIO_EXTENSIONS or name.startswith("."):
+                continue
+            real = path.resolve()
+            if real in seen:  # TEDLIUM's legacy/ links, or any other link to a file already taken
+                continue
+            seen.add(real)
+            found.append((path, path.relative_to(input_dir).as_posix()))
+    found.sort(key=lambda pr: pr[1])
+
+    def unique(names: list[str], fallback: list[str]) -> list[str]:
+        counts = pd.Series(names).value_counts()
+        return [n if counts[n] == 1 else _safe(f) for n, f in zip(names, fallback)]
+
+    rels = [rel for _, rel in found]
+    if talk_from == "file":
+        talks = unique([Path(r).stem for r in rels], [str(Path(r).with_suffix("")) for r in rels])
+        keys = talks
+    else:
+        parents = [Path(r).parent for r in rels]
+        talks = unique([p.name or input_dir.resolve().name for p in parents], [str(p) for p in parents])
+        keys = [f"{t}__{k}" for t, k in zip(talks, unique([Path(r).stem for r in rels], [_safe(str(Path(r).with_suffix(''))) for r in rels]))]
+    return [Source(path, rel, talk, key) for (path, rel), talk, key in zip(found, talks, keys)]
+
+
+def _fingerprint(source: Source, settings: DataSettings) -> str:
+    """What a completed file's record must match to be reused: its clip settings and the file itself."""
+    st = source.path.stat()
+    relevant = settings.model_dump(mode="json", include={"sample_rate", "factor", "trim_seconds", "clip_seconds", "hop_seconds", "min_rms_db", "lowres", "audio_format", "talk_from"})
+    blob = json.dumps([relevant, source.rel, source.talk, source.key, st.st_size, st.st_mtime_ns], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def clip_starts(n_samples: int, settings: DataSettings) -> range:
+    """Start samples of the clips cut from a talk of ``n_samples``: after ``trim`` samples at each
+    end, every ``hop`` samples, as long as a whole clip fits."""
+    first, last = settings.trim_samples, n_samples - settings.trim_samples - settings.clip_samples
+    return range(first, last + 1, settings.hop_samples) if last >= first else range(0)
+
+
+def rms_db(x: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (a full-scale square wave is 0 dB)."""
+    ms = float(np.mean(np.square(x, dtype=np.float64)))
+    return 10 * np.log10(ms) if ms > 0 else -np.inf
+
+
+def _remove_temporaries(folder: Path) -> None:
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> SourceResult:
+    """Cut one file into clip pairs under ``output_dir`` and record it as complete.
+
+    A file already recorded with the same fingerprint is not read again. Returns a failed result,
+    rather than raising, for a file that cannot be read, so that the other files go on.
+    """
+    record = output_dir / ".done" / f"{source.key}.json"
+    try:
+        fingerprint = _fingerprint(source, settings)
+    except OSError as e:
+        return SourceResult(source, "failed", f"cannot open: {e.strerror}")
+    if record.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            saved = json.loads(record.read_text(encoding="utf-8"))
+            if saved.get("fingerprint") == fingerprint:
+                return SourceResult(source, saved["status"], saved.get("reason", ""), saved["seconds_in"], saved["rows"], resumed=True)
+
+    try:
+        audio, _ = read_audio(source.path, settings.sample_rate)
+    except AudioError as e:
+        return SourceResult(source, "failed", e.problem)
+    audio = to_pcm16(audio)
+    seconds_in = len(audio) / settings.sample_rate
+    ext = settings.audio_format
+    hr_dir, lr_dir = output_dir / "hr" / _safe(source.talk), output_dir / "lr" / _safe(source.talk)
+    _remove_temporaries(hr_dir)
+    _remove_temporaries(lr_dir)
+
+    rows: list[dict] = []
+    starts = clip_starts(len(audio), settings)
+    status, reason = "done", ""
+    for index, start in enumerate(starts):
+        clip = audio[start : start + settings.clip_samples]
+        level = rms_db(clip)
+        if level < settings.min_rms_db:
+            continue
+        clip_id = f"{source.key}_{index:05d}"
+        hr_rel = f"hr/{_safe(source.talk)}/{clip_id}.{ext}"
+        lr_rel = f"lr/{_safe(source.talk)}/{clip_id}.{ext}"
+        write_audio(output_dir / hr_rel, clip, settings.sample_rate)
+        write_audio(output_dir / lr_rel, make_lowres(clip, settings.factor, settings.lowres, settings.sample_rate), settings.low_rate)
+        rows.append(
+            {
+                "clip_id": clip_id,
+                "talk": source.talk,
+                "source": source.rel,
+                "start_s": round(start / settings.sample_rate, 6),
+                "seconds": settings.clip_seconds,
+                "hr_path": hr_rel,
+                "lr_path": lr_rel,
+                "rms_db": round(level, 2),
+                "sample_rate": settings.sample_rate,
+                "low_rate": settings.low_rate,
+                "lowres": settings.lowres,
+            }
+        )
+    if not starts:
+        status, reason = "skipped", f"too short: {seconds_in:.1f} s gives no {settings.clip_seconds:g} s clip after trimming {settings.trim_seconds:g} s from each end"
+    elif not rows:
+        status, reason = "skipped", f"silent: all {len(starts)} clips are below min_rms_db {settings.min_rms_db:g} dB"
+
+    atomic_write_text(record, json.dumps({"fingerprint": fingerprint, "status": status, "reason": reason, "seconds_in": seconds_in, "rows": rows}))
+    return SourceResult(source, status, reason, seconds_in, rows)
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``output_dir`` for the stage; a second run is refused at once.
+    The kernel drops the lock when the holder dies, so a ``kill -9`` leaves nothing stale."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(output_dir / ".lock", "a+")
+    except OSError as e:
+        raise SpliceError(f"{output_dir}: output folder cannot be written ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpliceError(f"{output_dir}: another splice is writing to this folder (lock {output_dir / '.lock'} is held); wait for it or pick another data.output_dir") from None
+        yield
+    finally:
+        handle.close()
+
+
+def _check_writable(output_dir: Path) -> None:
+    probe = output_dir / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SpliceError(f"{output_dir}: output folder cannot be written ({e.strerror})") from None
+
+
+def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
+    """Run the whole stage (see the module docstring). Returns the summary; ``summary.failed > 0``
+    means some files could not be read (listed in ``failures.csv``)."""
+    output_dir = Path(settings.output_dir)
+    sources = find_sources(settings.input_dir, settings.talk_from, exclude=output_dir)
+    if not sources:
+        raise SpliceError(f"{settings.input_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder")
+    with output_lock(output_dir):
+        _check_writable(output_dir)
+        unit = "talks" if settings.talk_from == "file" else "files"
+        summary = SpliceSummary()
+        by_key: dict[str, SourceResult] = {}
+        work = parallel_map(lambda s: splice_source(s, settings, output_dir), sources, settings.n_jobs, desc="splice", unit=unit[:-1], quiet=quiet)
+        for result in work:
+            by_key[result.source.key] = result
+            if result.status == "failed":
+                tqdm.write(f"error: {result.source.path}: {result.reason}")
+            elif result.status == "skipped" and not quiet:
+                tqdm.write(f"skipped: {result.source.path}: {result.reason}")
+
+        rows: list[dict] = []
+        for source in sources:  # input order, whatever order the workers finished in
+            result = by_key[source.key]
+            summary.resumed += result.resumed
+            if result.status == "failed":
+                summary.failed += 1
+                summary.failures.append((str(source.path), result.reason))
+                continue
+            summary.seconds_in += result.seconds_in
+            if result.status == "skipped":
+                summary.skipped += 1
+                summary.skips.append((str(source.path), result.reason))
+            else:
+                summary.done += 1
+                rows.extend(result.rows)
+        summary.clips = len(rows)
+        summary.seconds_kept = len(rows) * settings.clip_seconds
+
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        summary.manifest = output_dir / "manifest.csv"
+        atomic_write_text(summary.manifest, manifest.to_csv(index=False))
+        failures_csv = output_dir / "failures.csv"
+        if summary.failures:
+            atomic_write_text(failures_csv, pd.DataFrame(summary.failures, columns=["path", "error"]).to_csv(index=False))
+        else:
+            failures_csv.unlink(missing_ok=True)
+    if not quiet:
+        print(summary.line(unit))
+    return summary
