@@ -1,0 +1,1 @@
+"""Imports every model family so that each registers its name in ``models.registry``."""
