@@ -40,6 +40,29 @@ def _check_sphere(path: Path) -> None:
             raise AudioError(path, "shorten-compressed NIST SPHERE; decompress it first (sph2pipe -f wav)")
 
 
+def _check_wav_length(path: Path, size: int) -> None:
+    """A WAV whose header promises more data than the file holds is truncated (a copy cut short, a
+    recorder killed): libsndfile silently reads what is there, so check the data chunk ourselves."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            chunk_id, chunk_size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if chunk_id == b"data":
+                held = size - f.tell()
+                if chunk_size != 0xFFFFFFFF and chunk_size > held:  # 0xFFFFFFFF: streamed, size unknown
+                    raise AudioError(path, f"truncated: header promises {chunk_size} bytes of audio, file holds {held}")
+                return
+            f.seek(chunk_size + (chunk_size & 1), 1)
+
+
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
     """``soundfile.info`` with the same one-line errors as :func:`read_audio`."""
     path = Path(path)
@@ -53,6 +76,8 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
         raise AudioError(path, "empty file (0 bytes)")
     if path.suffix.lower() == ".sph":
         _check_sphere(path)
+    elif path.suffix.lower() == ".wav":
+        _check_wav_length(path, size)
     try:
         return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -126,7 +151,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def write_audio(path: str | Path, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
     """Write ``x`` (float, ``(n,)`` or ``(n, channels)``) atomically; format from the extension."""
     path = Path(path)
-    if subtype.startswith("PCM"):
+    if subtype == "PCM_16":
+        # round to int16 here: libsndfile scales floats by 32767 on the way in and 32768 on the way
+        # out, so passing floats would not give back to_pcm16(x); integers round-trip exactly
+        x = np.clip(np.round(np.asarray(x) * 32768.0), -32768, 32767).astype(np.int16)
+    elif subtype.startswith("PCM"):
         x = np.clip(x, -1.0, 1.0)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), x, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or None)

@@ -34,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -281,9 +282,9 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
         for result in work:
             by_key[result.source.key] = result
             if result.status == "failed":
-                tqdm.write(f"error: {result.source.path}: {result.reason}")
+                tqdm.write(f"error: {result.source.path}: {result.reason}", file=sys.stderr)
             elif result.status == "skipped" and not quiet:
-                tqdm.write(f"skipped: {result.source.path}: {result.reason}")
+                tqdm.write(f"skipped: {result.source.path}: {result.reason}", file=sys.stderr)
 
         rows: list[dict] = []
         for source in sources:  # input order, whatever order the workers finished in
