@@ -132,6 +132,21 @@ class TrainingSettings(_Strict):
     mse_weight: float = Field(1.0, ge=0)
     stft_weight: float = Field(0.0, ge=0)
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val loss")
+    lr_decay_steps: int | None = Field(None, ge=1, description="steps of the cosine decay; null = the run's length (epochs, capped by max_steps)")
+    lowres_methods: list[LowresMethod] = Field(
+        default_factory=list,
+        description="low-res methods to train on, one drawn per example and made from the high-res clip; [] = the stored low-res files",
+    )
+    gain_db: tuple[float, float] = Field((0.0, 0.0), description="random gain range (dB) applied to each training pair; (0, 0) = none")
+    cache_gb: float = Field(2.0, ge=0, description="keep decoded clips in memory when a split fits in this many GB; 0 = read from disk")
+
+    @model_validator(mode="after")
+    def _sane_training(self) -> "TrainingSettings":
+        if self.gain_db[0] > self.gain_db[1]:
+            raise ValueError(f"gain_db must be [low, high] with low <= high, got {list(self.gain_db)}")
+        if len(set(self.lowres_methods)) != len(self.lowres_methods):
+            raise ValueError(f"lowres_methods lists a method twice: {self.lowres_methods}")
+        return self
 
 
 class UpsamplingSettings(_Strict):

@@ -1,0 +1,135 @@
+"""Checkpoints: one dict of plain values and tensors, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint alone rebuilds its model: it holds the family name and model settings, and the data
+settings that made the inputs the model learned from (``"data": {"sample_rate", "factor",
+"low_rate", "lowres"}``, ``lowres`` being the list of low-res methods it was trained on). A training
+checkpoint (``last.pt``, ``best.pt``) also holds what resuming needs: epoch and step, optimizer,
+scheduler, every process's RNG states (as tensors) and the best validation score so far.
+
+Keys: ``format``, ``version``, ``family``, ``model`` (ModelSettings as a dict), ``data``,
+``model_state``, and for training ``training`` (TrainingSettings as a dict), ``epoch`` (epochs fully
+done), ``step``, ``best_val_loss``, ``best_epoch``, ``val`` (the scores of the last validation),
+``history`` (one dict per validation), ``optimizer``, ``scheduler``, ``rng`` (a list, one per process).
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from pipeline.settings import ModelSettings
+from preprocessing.audio import atomic_path
+
+FORMAT = "audio-superres-checkpoint"
+VERSION = 1
+REQUIRED_KEYS = ("format", "version", "family", "model", "data", "model_state")
+DATA_KEYS = ("sample_rate", "factor", "low_rate", "lowres")
+_TRAINING_STATE_KEYS = ("model_state", "optimizer", "scheduler", "rng")
+
+
+class CheckpointError(Exception):
+    """A file that is not a usable checkpoint; the message is one line naming the file."""
+
+
+def rng_state() -> dict:
+    """This process's torch, CUDA, numpy and Python RNG states, as tensors and numbers."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
+    """Write ``checkpoint`` to ``path`` under a temporary name renamed into place, so that a kill
+    mid-write leaves the previous file intact."""
+    checkpoint = {"format": FORMAT, "version": VERSION, **checkpoint}
+    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
+    if missing:
+        raise ValueError(f"checkpoint for {path} lacks {', '.join(missing)}")
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint dict at ``path``, loaded without unpickling code (``weights_only=True``).
+    Raises :class:`CheckpointError` for a missing file, a file that is not a checkpoint, or one
+    holding arbitrary Python objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in first or "Unsupported global" in str(e):
+            first = "it holds Python objects other than tensors and plain values, refused for safety (weights_only)"
+        raise CheckpointError(f"{path}: not a valid checkpoint: {first}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a valid checkpoint: {first}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint written by `pipeline train` (no {FORMAT!r} format tag)")
+    if checkpoint.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {checkpoint.get('version')} is not supported (this code reads version {VERSION})")
+    missing = [k for k in REQUIRED_KEYS if k not in checkpoint] + [f"data.{k}" for k in DATA_KEYS if k not in checkpoint.get("data", {})]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def checkpoint_info(checkpoint: dict) -> dict:
+    """Everything but the weights and the optimisation state: family, settings, data, scores."""
+    return {k: v for k, v in checkpoint.items() if k not in _TRAINING_STATE_KEYS}
+
+
+def build_from_checkpoint(checkpoint: dict, path: str | Path = "checkpoint") -> nn.Module:
+    """The network described by ``checkpoint`` with its weights loaded (left in train mode)."""
+    from .registry import build_model
+
+    try:
+        settings = ModelSettings.model_validate(checkpoint["model"])
+    except ValidationError as e:
+        raise CheckpointError(f"{path}: model settings in the checkpoint are not valid here: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+    if settings.name != checkpoint["family"]:
+        raise CheckpointError(f"{path}: family {checkpoint['family']!r} disagrees with model.name {settings.name!r}")
+    try:
+        model = build_model(settings, int(checkpoint["data"]["factor"]))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit a {settings.name} model with these settings: {str(e).strip().splitlines()[0]}") from None
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """``(model, info)``: the network of checkpoint ``path`` on ``device`` in eval mode, and its
+    info dict (``"data": {"sample_rate", "factor", "low_rate", "lowres"}``, ``"model"``: model
+    settings, ``"family"``, and for training checkpoints ``"epoch"``, ``"step"``, ``"val"``, ...)."""
+    checkpoint = read_checkpoint(path, map_location="cpu")
+    model = build_from_checkpoint(checkpoint, path).to(device)
+    model.eval()
+    return model, checkpoint_info(checkpoint)
