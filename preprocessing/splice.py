@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -166,9 +167,11 @@ def rms_db(x: np.ndarray) -> float:
     return 10 * np.log10(ms) if ms > 0 else -np.inf
 
 
-def _remove_temporaries(folder: Path) -> None:
+def _remove_temporaries(folder: Path, key: str) -> None:
+    """Delete what a killed run left half-written for this source (only its own: with
+    ``talk_from=parent`` other sources of the same talk write into the same folder meanwhile)."""
     if folder.is_dir():
-        for tmp in folder.glob(".*.tmp*"):
+        for tmp in folder.glob(f".{glob.escape(key)}_[0-9][0-9][0-9][0-9][0-9].tmp*"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
@@ -198,8 +201,8 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
     seconds_in = len(audio) / settings.sample_rate
     ext = settings.audio_format
     hr_dir, lr_dir = output_dir / "hr" / _safe(source.talk), output_dir / "lr" / _safe(source.talk)
-    _remove_temporaries(hr_dir)
-    _remove_temporaries(lr_dir)
+    _remove_temporaries(hr_dir, source.key)
+    _remove_temporaries(lr_dir, source.key)
 
     rows: list[dict] = []
     starts = clip_starts(len(audio), settings)
@@ -212,8 +215,11 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
         clip_id = f"{source.key}_{index:05d}"
         hr_rel = f"hr/{_safe(source.talk)}/{clip_id}.{ext}"
         lr_rel = f"lr/{_safe(source.talk)}/{clip_id}.{ext}"
-        write_audio(output_dir / hr_rel, clip, settings.sample_rate)
-        write_audio(output_dir / lr_rel, make_lowres(clip, settings.factor, settings.lowres, settings.sample_rate), settings.low_rate)
+        try:
+            write_audio(output_dir / hr_rel, clip, settings.sample_rate)
+            write_audio(output_dir / lr_rel, make_lowres(clip, settings.factor, settings.lowres, settings.sample_rate), settings.low_rate)
+        except OSError as e:  # disk full, permissions: this file's clips are redone next run
+            return SourceResult(source, "failed", f"cannot write its clips to {output_dir}: {e.strerror or e}")
         rows.append(
             {
                 "clip_id": clip_id,

@@ -206,3 +206,17 @@ def test_unwritable_output_refused_before_work(tmp_path, corpus):
     blocker.write_text("not a folder")
     with pytest.raises(SpliceError, match="output folder cannot be written"):
         splice(data_settings(corpus, blocker / "clips"), quiet=True)
+
+
+def test_speakers_as_talks_in_parallel(tmp_path):
+    root = tmp_path / "vctk"
+    for spk in ("p225", "p226"):
+        for u in range(4):
+            write_talk(root / spk / f"{spk}_{u:03d}.wav", 2.5, seed=u)
+    out = tmp_path / "clips"
+    summary = splice(data_settings(root, out, talk_from="parent", trim_seconds=0.0, n_jobs=2), quiet=True)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert summary.done == 8 and summary.failed == 0
+    assert manifest.groupby("talk").size().to_dict() == {"p225": 4, "p226": 4}
+    assert manifest.clip_id.str.startswith(manifest.talk + "__").all()
+    assert all((out / p).is_file() for p in manifest.hr_path)
