@@ -63,6 +63,26 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(Path(args.workdir), settings, quiet=args.quiet)
 
 
+def _upsampler(args: argparse.Namespace, settings: Settings):
+    """The checkpoint's network, ready to run: shared by ``upsample`` and ``evaluate``."""
+    from models.inference import UpsampleError, find_checkpoint, load_upsampler
+
+    try:
+        checkpoint = find_checkpoint(args.checkpoint, settings.upsampling)
+        up, info = load_upsampler(checkpoint, settings.upsampling, args.device)
+    except UpsampleError as e:
+        raise StageError(str(e)) from None
+    return up, info, checkpoint
+
+
+def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
+    from models.inference import upsample_paths
+
+    up, _, _ = _upsampler(args, settings)
+    summary = upsample_paths(args.inputs, args.output, up, settings.upsampling, quiet=args.quiet)
+    return 1 if summary.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline", description="Audio super-resolution: learn the missing high band of low-rate speech and restore it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -87,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--workdir", default="data/demo", help="where the demo writes everything (default data/demo)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("upsample", help="restore the high band of whole recordings with a trained model (files or folders)")
+    _common(p)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders (searched recursively), at any rate")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT", help="one input file: the output file (default <stem>_x<factor>.wav beside it); otherwise a folder mirroring the inputs")
+    p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="model checkpoint (default upsampling.checkpoint)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default upsampling.device")
+    p.set_defaults(func=cmd_upsample)
     return parser
 
 

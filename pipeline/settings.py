@@ -154,9 +154,11 @@ class UpsamplingSettings(_Strict):
 
     checkpoint: Path | None = None
     chunk_seconds: float = Field(10.0, gt=0)
-    overlap_seconds: float = Field(0.5, ge=0)
-    batch_size: int = Field(8, ge=1)
+    overlap_seconds: float = Field(0.5, ge=0, description="cross-faded between neighbouring chunks")
+    context_seconds: float = Field(0.25, ge=0, description="extra input each side of a chunk, seen by the model and discarded")
+    batch_size: int = Field(8, ge=1, description="model rows per forward pass (chunks x channels)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = Field(False, description="run the model under bfloat16 autocast")
     output_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = "PCM_16"
 
     @field_validator("overlap_seconds")
