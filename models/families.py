@@ -1,1 +1,2 @@
 """Imports every model family so that each registers its name in ``models.registry``."""
+from . import audiounet, tfnet  # noqa: F401
