@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .settings import Settings, SettingsError, load_settings
+from .settings import LOWRES_METHODS, Settings, SettingsError, load_settings
 
 
 class StageError(Exception):
@@ -83,6 +83,38 @@ def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from models.evaluate import EvaluateError, evaluate, split_test_sources
+    from models.inference import audio_files_in
+
+    up, info, checkpoint = _upsampler(args, settings)
+    trained_on = info["data"]["lowres"]
+    trained_on = [trained_on] if isinstance(trained_on, str) else list(trained_on)
+    lowres = args.lowres or trained_on[0]
+    if len(trained_on) > 1 and not args.lowres and not args.quiet:
+        print(f"note: the model was trained on low-res made by {', '.join(trained_on)}; evaluating on {lowres} (--lowres picks another)", file=sys.stderr)
+    try:
+        if args.input is not None:
+            if not args.input.is_dir():
+                raise EvaluateError(f"{args.input}: --input must be a folder of high-res audio files")
+            paths = audio_files_in(args.input)
+            names, trim, source = [p.relative_to(args.input).as_posix() for p in paths], 0.0, str(args.input)
+            if not paths:
+                raise EvaluateError(f"{args.input}: no audio files in this folder")
+        else:
+            paths = split_test_sources(settings.data)
+            names, trim = [p.relative_to(settings.data.input_dir).as_posix() for p in paths], settings.data.trim_seconds
+            source = f"whole source recordings of the test split ({Path(settings.data.output_dir) / 'splits' / 'test.csv'}), {trim:g} s trimmed from each end"
+        out_dir = args.output or Path(settings.training.run_dir) / "eval"
+        result = evaluate(
+            up, lowres, paths, out_dir, names=names, settings=settings.upsampling, trim_seconds=trim,
+            figures=args.figures, about={"checkpoint": str(checkpoint), "source": source}, quiet=args.quiet,
+        )
+    except EvaluateError as e:
+        raise StageError(str(e)) from None
+    return 1 if result.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline", description="Audio super-resolution: learn the missing high band of low-rate speech and restore it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="model checkpoint (default upsampling.checkpoint)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default upsampling.device")
     p.set_defaults(func=cmd_upsample)
+
+    p = sub.add_parser("evaluate", help="score a model beside the sinc and cubic baselines on the test split or a folder")
+    _common(p)
+    p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="model checkpoint (default upsampling.checkpoint)")
+    p.add_argument("--input", type=Path, metavar="DIR", help="a folder of high-res files instead of the test split's source recordings")
+    p.add_argument("-o", "--output", type=Path, metavar="OUTDIR", help="where scores, summary and samples go (default <training.run_dir>/eval)")
+    p.add_argument("--figures", type=int, default=3, metavar="N", help="files to keep audio excerpts and spectrograms of (default 3)")
+    p.add_argument("--lowres", choices=LOWRES_METHODS, help="how the low-res input is made (default: the first method the checkpoint was trained on)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default upsampling.device")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,286 @@
+"""``pipeline evaluate``: score a model beside the sinc and cubic baselines on whole recordings.
+
+For each high-res file, exactly as the checkpoint's data settings say (``shared/docs/metrics.md``):
+
+1. read mono at the model's high rate, rounded to 16 bits, cut to a multiple of ``factor`` samples
+   (and, for the test split, ``data.trim_seconds`` cut from each end, as ``splice`` does);
+2. make the low-res input with the checkpoint's ``lowres`` method, rounded to 16 bits: what the model
+   would be given in a file;
+3. upsample it through the same chunked code as ``pipeline upsample`` (:func:`upsample_array`), and
+   with the two baselines;
+4. round every output to 16 bits (a fair comparison: the noise floor of 16-bit output alone moves LSD
+   by about 0.5) and score SNR, LSD and LSD-HF (``models.metrics.score``).
+
+Output folder::
+
+    scores.csv              one row per file and system (model, sinc, cubic): snr, lsd, lsd_hf
+    summary.md              the mean of each figure per system (also printed)
+    eval.json               checkpoint, rates, low-res method and files: what the report shows
+    samples/<name>/         for --figures N files: an excerpt of each signal as 16-bit WAV
+                            (highres, lowres, sinc, cubic, model) and spectrogram.png
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from torch import nn
+from tqdm.auto import tqdm
+
+from pipeline.settings import DataSettings, UpsamplingSettings
+from preprocessing.audio import AudioError, atomic_path, atomic_write_text, read_audio, to_pcm16, write_audio
+from preprocessing.baselines import upsample_cubic, upsample_sinc
+from preprocessing.lowres import make_lowres
+
+from .inference import ChunkPlan, Upsampler, upsample_array
+from .metrics import power_spectrogram, score
+
+SYSTEMS = ("model", "sinc", "cubic")
+SIGNALS = ("highres", "lowres", "sinc", "cubic", "model")  # what a sample folder holds
+SCORE_COLUMNS = ["file", "seconds", "system", "snr", "lsd", "lsd_hf"]
+
+
+class EvaluateError(Exception):
+    """The stage cannot run (no test split, no files); the message is one line."""
+
+
+def reconstruct(hr: np.ndarray, up: Upsampler, plan: ChunkPlan, lowres: str) -> dict[str, np.ndarray]:
+    """Every signal of one evaluation, each rounded to 16 bits: ``highres`` (as given), ``lowres``
+    (made by ``lowres``), and the ``model``, ``sinc`` and ``cubic`` reconstructions of it."""
+    f, low = up.factor, up.low_rate
+    lr = to_pcm16(make_lowres(hr, f, lowres, up.high_rate))
+    return {
+        "highres": hr,
+        "lowres": lr,
+        "model": to_pcm16(upsample_array(lr, up, plan)),
+        "sinc": to_pcm16(upsample_sinc(lr, f, low)),
+        "cubic": to_pcm16(upsample_cubic(lr, f)),
+    }
+
+
+def load_highres(path: Path, sample_rate: int, factor: int, trim_seconds: float = 0.0) -> np.ndarray:
+    """``path`` mono at ``sample_rate``, 16-bit, ``trim_seconds`` cut from each end, cut to a multiple
+    of ``factor``. Raises :class:`AudioError` when nothing is left."""
+    hr, _ = read_audio(path, sample_rate)
+    hr = to_pcm16(hr)
+    trim = round(trim_seconds * sample_rate)
+    if trim:
+        if len(hr) <= 2 * trim:
+            raise AudioError(path, f"too short: {len(hr) / sample_rate:.1f} s leaves nothing after trimming {trim_seconds:g} s from each end")
+        hr = hr[trim:-trim]
+    hr = hr[: len(hr) // factor * factor]
+    if len(hr) == 0:
+        raise AudioError(path, f"too short: fewer than {factor} samples at {sample_rate} Hz")
+    return hr
+
+
+def evaluate_files(
+    model: nn.Module | Upsampler,
+    factor: int,
+    low_rate: int,
+    lowres: str,
+    paths: Sequence[str | Path],
+    *,
+    names: Sequence[str] | None = None,
+    settings: UpsamplingSettings | None = None,
+    trim_seconds: float = 0.0,
+    on_file: Callable[[int, str, dict[str, np.ndarray]], None] | None = None,
+    quiet: bool = False,
+) -> pd.DataFrame:
+    """Scores of ``model`` and the baselines on each high-res file of ``paths``: a frame with columns
+    :data:`SCORE_COLUMNS`, one row per file and system. ``names`` label the files (default: the
+    paths). Unreadable files are reported on stderr and listed in ``frame.attrs["errors"]``; the
+    others go on. ``on_file(index, name, signals)`` sees every file's signals (for figures)."""
+    settings = settings or UpsamplingSettings()
+    up = model if isinstance(model, Upsampler) else Upsampler(model, factor, low_rate, batch_size=settings.batch_size, bf16=settings.bf16)
+    if (up.factor, up.low_rate) != (factor, low_rate):
+        raise ValueError(f"the upsampler works at factor {up.factor}, {up.low_rate} Hz; asked for factor {factor}, {low_rate} Hz")
+    plan = ChunkPlan.from_settings(settings, low_rate)
+    names = list(names) if names is not None else [str(p) for p in paths]
+    rows: list[dict] = []
+    errors: list[str] = []
+    for index, (path, name) in enumerate(tqdm(list(zip(paths, names)), desc="evaluate", unit="file", disable=quiet, dynamic_ncols=True)):
+        try:
+            hr = load_highres(Path(path), up.high_rate, factor, trim_seconds)
+        except AudioError as e:
+            errors.append(str(e))
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            continue
+        signals = reconstruct(hr, up, plan, lowres)
+        for system in SYSTEMS:
+            rows.append({"file": name, "seconds": len(hr) / up.high_rate, "system": system, **score(hr, signals[system], up.high_rate, low_rate)})
+        if on_file is not None:
+            on_file(index, name, signals)
+    frame = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    frame.attrs["errors"] = errors
+    return frame
+
+
+def summarize(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each figure per system (in :data:`SYSTEMS` order), with the file count and each
+    system's LSD as a fraction of sinc's (how ``shared/docs/metrics.md`` says to compare)."""
+    means = scores.groupby("system", sort=False)[["snr", "lsd", "lsd_hf"]].mean()
+    means.insert(0, "files", scores.groupby("system", sort=False)["file"].nunique())
+    means = means.reindex([s for s in SYSTEMS if s in means.index])
+    means["lsd_vs_sinc"] = means["lsd"] / means.loc["sinc", "lsd"] if "sinc" in means.index else np.nan
+    return means
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    lines = ["| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |", "|---|---:|---:|---:|---:|---:|"]
+    for system, r in summary.iterrows():
+        lines.append(f"| {system} | {int(r['files'])} | {r['snr']:.2f} | {r['lsd']:.3f} | {r['lsd_hf']:.3f} | {r['lsd_vs_sinc']:.3f} |")
+    return "\n".join(lines)
+
+
+def split_test_sources(data: DataSettings) -> list[Path]:
+    """The whole source recordings whose clips form the test split (``splits/test.csv``), in order."""
+    csv = Path(data.output_dir) / "splits" / "test.csv"
+    if not csv.is_file():
+        raise EvaluateError(f"{csv}: no test split; run `pipeline split` first, or pass --input FOLDER")
+    sources = pd.read_csv(csv, dtype={"source": str})["source"].dropna().unique()
+    if len(sources) == 0:
+        raise EvaluateError(f"{csv}: the test split is empty")
+    return [Path(data.input_dir) / s for s in sources]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures and sample excerpts
+
+
+def _excerpt(x: np.ndarray, rate: int, seconds: float, middle_at: float) -> np.ndarray:
+    """``seconds`` of ``x`` centred on ``middle_at`` (a fraction of its length)."""
+    n = round(seconds * rate)
+    if n >= len(x):
+        return x
+    start = int(max(0, min(len(x) - n, middle_at * len(x) - n / 2)))
+    return x[start : start + n]
+
+
+def save_spectrograms(signals: dict[str, np.ndarray], high_rate: int, low_rate: int, path: Path, title: str = "") -> None:
+    """High-res, low-res, cubic and model spectrograms side by side, one colour scale, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("high-res", "highres", high_rate), ("low-res", "lowres", low_rate), ("cubic", "cubic", high_rate), ("model", "model", high_rate)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 3.6), sharey=True, constrained_layout=True)
+    image = None
+    for ax, (label, key, rate) in zip(axes, panels):
+        x = signals[key]
+        n_fft = 512 * rate // high_rate  # the same time resolution at either rate
+        db = 10 * np.log10(power_spectrogram(x, n_fft=n_fft, hop=n_fft // 4)).T
+        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=20, extent=(0, len(x) / rate, 0, rate / 2000))
+        ax.set_ylim(0, high_rate / 2000)
+        ax.set_facecolor(plt.get_cmap("magma")(0))  # above the low-res band: nothing, drawn as the floor
+        ax.set_title(label)
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("frequency (kHz)")
+    fig.colorbar(image, ax=axes, label="power (dB)", shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+
+
+def sample_folder_name(index: int, name: str) -> str:
+    return f"{index:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(name).with_suffix('').as_posix())[-60:]}"
+
+
+def save_sample(signals: dict[str, np.ndarray], high_rate: int, low_rate: int, folder: Path, title: str, seconds: float) -> None:
+    """An excerpt (the middle ``seconds``) of every signal as 16-bit WAV, and its spectrograms."""
+    excerpt = {k: _excerpt(signals[k], low_rate if k == "lowres" else high_rate, seconds, 0.5) for k in SIGNALS}
+    for key, x in excerpt.items():
+        write_audio(folder / f"{key}.wav", x, low_rate if key == "lowres" else high_rate)
+    save_spectrograms(excerpt, high_rate, low_rate, folder / "spectrogram.png", title)
+
+
+def pick_indices(n_files: int, n_figures: int) -> set[int]:
+    """``n_figures`` files spread evenly over the list (first and last included)."""
+    if n_figures <= 0 or n_files == 0:
+        return set()
+    return {int(i) for i in np.linspace(0, n_files - 1, min(n_figures, n_files)).round()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The stage
+
+
+@dataclass
+class EvaluateResult:
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    out_dir: Path
+    errors: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    up: Upsampler,
+    lowres: str,
+    paths: Sequence[Path],
+    out_dir: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    settings: UpsamplingSettings | None = None,
+    trim_seconds: float = 0.0,
+    figures: int = 3,
+    excerpt_seconds: float = 8.0,
+    about: dict | None = None,
+    quiet: bool = False,
+) -> EvaluateResult:
+    """Run :func:`evaluate_files` and write ``out_dir`` (see the module docstring). ``about`` (the
+    checkpoint and where the files came from) is stored in ``eval.json`` for the report."""
+    out_dir = Path(out_dir)
+    paths = list(paths)
+    if not paths:
+        raise EvaluateError("no files to evaluate")
+    names = list(names) if names is not None else [p.name for p in paths]
+    chosen = pick_indices(len(paths), figures)
+    samples: list[dict] = []
+
+    def keep(index: int, name: str, signals: dict[str, np.ndarray]) -> None:
+        if index in chosen:
+            folder = sample_folder_name(index, name)
+            save_sample(signals, up.high_rate, up.low_rate, out_dir / "samples" / folder, name, excerpt_seconds)
+            samples.append({"file": name, "folder": f"samples/{folder}"})
+
+    start = time.perf_counter()
+    scores = evaluate_files(up, up.factor, up.low_rate, lowres, paths, names=names, settings=settings, trim_seconds=trim_seconds, on_file=keep, quiet=quiet)
+    errors = scores.attrs["errors"]
+    if scores.empty:
+        raise EvaluateError(f"none of the {len(paths)} file(s) could be read: {errors[0] if errors else ''}")
+    summary = summarize(scores)
+    table = markdown_table(summary)
+    atomic_write_text(out_dir / "scores.csv", scores.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out_dir / "summary.md", table + "\n")
+    meta = {
+        **(about or {}),
+        "sample_rate": up.high_rate,
+        "low_rate": up.low_rate,
+        "factor": up.factor,
+        "lowres": lowres,
+        "trim_seconds": trim_seconds,
+        "files": int(scores["file"].nunique()),
+        "failed": len(errors),
+        "seconds": float(scores.drop_duplicates("file")["seconds"].sum()),
+        "samples": samples,
+        "summary": json.loads(summary.reset_index().to_json(orient="records")),
+    }
+    atomic_write_text(out_dir / "eval.json", json.dumps(meta, indent=2) + "\n")
+    if not quiet:
+        print(table)
+        print(
+            f"evaluate: {meta['files']} file(s), {meta['seconds'] / 60:.1f} min of audio, {len(errors)} failed, "
+            f"in {time.perf_counter() - start:.1f} s -> {out_dir}"
+        )
+    return EvaluateResult(scores, summary, out_dir, errors)
