@@ -115,6 +115,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from .report import ReportError, build_report
+
+    eval_dir = args.eval or Path(settings.training.run_dir) / "eval"
+    try:
+        build_report(eval_dir, args.output or Path(settings.training.run_dir) / "report", quiet=args.quiet)
+    except ReportError as e:
+        raise StageError(str(e)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline", description="Audio super-resolution: learn the missing high band of low-rate speech and restore it.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lowres", choices=LOWRES_METHODS, help="how the low-res input is made (default: the first method the checkpoint was trained on)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default upsampling.device")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="a static HTML page of an evaluation: summary table, audio players, spectrograms")
+    _common(p)
+    p.add_argument("--eval", type=Path, metavar="DIR", help="what `pipeline evaluate` wrote (default <training.run_dir>/eval)")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="the report folder (default <training.run_dir>/report)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

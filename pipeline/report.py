@@ -1,0 +1,135 @@
+"""``pipeline report``: a static HTML page of an evaluation, to listen and look (in the manner of the
+sample pages of audio super-resolution papers).
+
+Reads what ``pipeline evaluate`` wrote (``eval.json``, ``scores.csv``, ``samples/``) and writes a
+self-contained folder: ``index.html`` with the summary table, then for each sample file its scores,
+spectrograms and audio players (high-res, low-res, sinc, model), the audio and images copied beside
+it. No remote assets: the page works offline and from a copied folder.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from preprocessing.audio import atomic_path, atomic_write_text
+
+PLAYERS = (("highres", "high-res (reference)"), ("lowres", "low-res (input)"), ("sinc", "sinc"), ("model", "model"))
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } .about { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 1em 0; } th, td { padding: 0.35em 0.9em; border-bottom: 1px solid #ddd; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.model td { font-weight: 600; }
+section.sample { border-top: 1px solid #ccc; padding-top: 1em; margin-top: 2em; }
+.players { display: grid; grid-template-columns: repeat(4, 1fr); gap: 0.8em; margin: 0.8em 0; }
+.players figure { margin: 0; } .players figcaption { font-size: 0.9em; color: #444; margin-bottom: 0.3em; }
+audio { width: 100%; } img { max-width: 100%; border: 1px solid #eee; }
+.scores { font-size: 0.9em; color: #444; }
+"""
+
+
+class ReportError(Exception):
+    """The evaluation folder cannot be used; the message is one line."""
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}"
+
+
+def _summary_table(summary: list[dict]) -> str:
+    head = "<tr><th>system</th><th>files</th><th>SNR (dB)</th><th>LSD</th><th>LSD-HF</th><th>LSD / sinc</th></tr>"
+    rows = [
+        f'<tr class="{html.escape(r["system"])}"><td>{html.escape(r["system"])}</td><td class="num">{int(r["files"])}</td>'
+        f'<td class="num">{_num(r["snr"], 2)}</td><td class="num">{_num(r["lsd"], 3)}</td>'
+        f'<td class="num">{_num(r["lsd_hf"], 3)}</td><td class="num">{_num(r["lsd_vs_sinc"], 3)}</td></tr>'
+        for r in summary
+    ]
+    return f'<table id="summary">\n{head}\n' + "\n".join(rows) + "\n</table>"
+
+
+def _file_scores(scores: pd.DataFrame, name: str) -> str:
+    mine = scores[scores["file"] == name]
+    parts = [f"{r.system}: SNR {r.snr:.2f} dB, LSD {r.lsd:.3f}, LSD-HF {r.lsd_hf:.3f}" for r in mine.itertuples()]
+    return html.escape(" · ".join(parts))
+
+
+def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | None = None, quiet: bool = False) -> Path:
+    """Write ``out_dir/index.html`` (and the audio and images it shows) from ``eval_dir``. Returns
+    the page's path."""
+    eval_dir, out_dir = Path(eval_dir), Path(out_dir)
+    meta_path, scores_path = eval_dir / "eval.json", eval_dir / "scores.csv"
+    for needed in (meta_path, scores_path):
+        if not needed.is_file():
+            raise ReportError(f"{needed}: not found; run `pipeline evaluate -o {eval_dir}` first")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        scores = pd.read_csv(scores_path, dtype={"file": str})
+    except (ValueError, OSError) as e:
+        raise ReportError(f"{eval_dir}: cannot read the evaluation ({e})") from None
+
+    samples = meta.get("samples", [])[:max_samples]
+    sections = []
+    for k, sample in enumerate(samples):
+        src = eval_dir / sample["folder"]
+        dst_rel = f"samples/{k:02d}"
+        (out_dir / dst_rel).mkdir(parents=True, exist_ok=True)
+        players = []
+        for key, label in PLAYERS:
+            if not (src / f"{key}.wav").is_file():
+                raise ReportError(f"{src / f'{key}.wav'}: sample audio missing; run `pipeline evaluate` again")
+            with atomic_path(out_dir / dst_rel / f"{key}.wav") as tmp:
+                shutil.copyfile(src / f"{key}.wav", tmp)
+            players.append(f'<figure><figcaption>{html.escape(label)}</figcaption><audio controls preload="metadata" src="{dst_rel}/{key}.wav"></audio></figure>')
+        image = ""
+        if (src / "spectrogram.png").is_file():
+            with atomic_path(out_dir / dst_rel / "spectrogram.png") as tmp:
+                shutil.copyfile(src / "spectrogram.png", tmp)
+            image = f'<img src="{dst_rel}/spectrogram.png" alt="spectrograms of {html.escape(sample["file"])}: high-res, low-res, cubic, model">'
+        sections.append(
+            f'<section class="sample">\n<h3>{html.escape(sample["file"])}</h3>\n'
+            f'<p class="scores">{_file_scores(scores, sample["file"])}</p>\n'
+            f'<div class="players">\n' + "\n".join(players) + f"\n</div>\n{image}\n</section>"
+        )
+
+    title = "Audio super-resolution: evaluation"
+    about = (
+        f"{meta.get('files', '?')} file(s), {meta.get('seconds', 0) / 60:.1f} min of audio; "
+        f"{meta.get('low_rate')} Hz → {meta.get('sample_rate')} Hz (×{meta.get('factor')}), "
+        f"low-res made by {meta.get('lowres')}; every output rounded to 16 bits before scoring."
+    )
+    if meta.get("checkpoint"):
+        about += f" Checkpoint: {meta['checkpoint']}."
+    if meta.get("source"):
+        about += f" Files: {meta['source']}."
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="about">{html.escape(about)}</p>
+<h2>Summary (mean over files)</h2>
+{_summary_table(meta["summary"])}
+<p class="scores">SNR: higher is better. LSD and LSD-HF (above {html.escape(str(meta.get('low_rate', 0) / 2000))} kHz, the band the model
+invents): lower is better. LSD / sinc: the model's log-spectral distance as a fraction of band-limited resampling's.</p>
+<h2>Samples</h2>
+<p class="scores">Excerpts; spectrograms left to right: high-res, low-res, cubic, model.</p>
+{chr(10).join(sections) if sections else '<p>No samples: run <code>pipeline evaluate --figures N</code> with N &gt; 0.</p>'}
+</body>
+</html>
+"""
+    index = out_dir / "index.html"
+    atomic_write_text(index, page)
+    if not quiet:
+        print(f"report: {len(sections)} sample(s), summary of {meta.get('files', '?')} file(s) -> {index}")
+    return index
