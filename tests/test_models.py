@@ -144,12 +144,14 @@ def test_paper_sized_block_layout():
     assert block_kernel_sizes(6) == [65, 33, 17, 9, 9, 9]
 
 
-def test_untrained_audiounet_starts_at_its_interpolation():
-    # the last layer starts near zero, so the residual path is the output: checks wiring and alignment
+@pytest.mark.parametrize("name", FAMILIES)
+def test_untrained_model_starts_at_its_interpolation(name):
+    # AudioUNet's last layer starts near zero, so its residual path is the output; TFNet starts with
+    # w = 0.99 on that same time branch. Checks the wiring and the sample alignment of both.
     lr, _ = speech_pair(0.25, seeds=(4,))
     for kind, baseline in (("cubic", upsample_cubic(lr[0, 0].numpy(), FACTOR)), ("sinc", upsample_sinc(lr[0, 0].numpy(), FACTOR, 4000))):
         with torch.no_grad():
-            y = tiny("audiounet", interpolation=kind).eval()(lr)[0, 0].numpy()
+            y = tiny(name, interpolation=kind).eval()(lr)[0, 0].numpy()
         assert snr_db(baseline, y) > 30
 
 
