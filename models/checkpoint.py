@@ -7,16 +7,18 @@ checkpoint (``last.pt``, ``best.pt``) also holds what resuming needs: epoch and 
 scheduler, every process's RNG states (as tensors) and the best validation score so far.
 
 Keys: ``format``, ``version``, ``family``, ``model`` (ModelSettings as a dict), ``data``,
-``model_state``, and for training ``training`` (TrainingSettings as a dict), ``epoch`` (epochs fully
-done), ``step``, ``best_val_loss``, ``best_epoch``, ``val`` (the scores of the last validation),
-``history`` (one dict per validation), ``optimizer``, ``scheduler``, ``rng`` (a list, one per process).
+``model_state``, and for training ``training`` (TrainingSettings as a dict), ``epoch`` (1-based
+number of the epoch last trained, as in ``history.csv``), ``epochs_done`` and ``epoch_batches``
+(whole epochs done, and batches done in a partial one), ``step``, ``best_val_loss``, ``best_epoch``,
+``val`` (the scores of the validation at this point), ``history`` (one dict per validation),
+``optimizer``, ``scheduler``, ``rng`` (a list, one per process).
 """
 
 from __future__ import annotations
 
 import pickle
 import random
-import zipfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,18 +79,25 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     Raises :class:`CheckpointError` for a missing file, a file that is not a checkpoint, or one
     holding arbitrary Python objects."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (training writes best.pt and last.pt inside its run folder)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the pickle protocol of foreign files
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" in first or "Unsupported global" in str(e):
-            first = "it holds Python objects other than tensors and plain values, refused for safety (weights_only)"
-        raise CheckpointError(f"{path}: not a valid checkpoint: {first}") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a valid checkpoint: {first}") from None
+        if "Unsupported global" in str(e):
+            problem = "it holds Python objects other than tensors and plain values, refused for safety (weights_only)"
+        else:
+            problem = "not a PyTorch file of tensors and plain values"
+        raise CheckpointError(f"{path}: not a valid checkpoint: {problem}") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001  (garbage makes the unpickler fail in many ways: EOFError, KeyError, RuntimeError...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: not a valid checkpoint: unreadable as a PyTorch file ({type(e).__name__}{': ' + first if first else ''})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint written by `pipeline train` (no {FORMAT!r} format tag)")
     if checkpoint.get("version") != VERSION:

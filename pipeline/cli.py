@@ -63,6 +63,24 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(Path(args.workdir), settings, quiet=args.quiet)
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from models.checkpoint import CheckpointError
+    from models.data import DataError
+    from models.train import TrainingDiverged, TrainingError, train
+
+    try:
+        train(settings, resume=args.resume, quiet=args.quiet)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (TrainingError, DataError, CheckpointError) as e:
+        raise StageError(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: `pipeline train --resume` continues from {Path(settings.training.run_dir) / 'last.pt'} (the last validation)", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _upsampler(args: argparse.Namespace, settings: Settings):
     """The checkpoint's network, ready to run: shared by ``upsample`` and ``evaluate``."""
     from models.inference import UpsampleError, find_checkpoint, load_upsampler
@@ -150,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--workdir", default="data/demo", help="where the demo writes everything (default data/demo)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="fit a model to the train split (writes best.pt, last.pt, history.csv to training.run_dir); under torchrun, on several GPUs")
+    _common(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in training.run_dir from its last.pt (same step, optimiser, schedule, RNG and data order)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("upsample", help="restore the high band of whole recordings with a trained model (files or folders)")
     _common(p)

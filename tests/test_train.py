@@ -1,0 +1,357 @@
+"""``pipeline train`` on a few generated clips with a tiny network (width 8, depth 2): files written,
+exact resume, best checkpoint, divergence, bad settings, data and loss pieces, DDP on CPU."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+import models.train as train_module
+from models.checkpoint import load_model, read_checkpoint
+from models.data import ClipDataset, EpochBatches, load_split
+from models.losses import stft_loss_terms, training_loss
+from models.registry import MODEL_FAMILIES, register
+from pipeline.cli import main
+from pipeline.settings import load_settings
+from preprocessing.lowres import make_lowres
+from preprocessing.splice import splice
+from preprocessing.split import split
+
+from .conftest import data_settings, write_talk
+
+TINY = ["model.width=8", "model.depth=2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tests run beside other processes on few cores, where torch's two OpenMP threads wait on
+    each other ten times longer than one thread computes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """5 talks of 4 s -> 20 clips of 0.5 s; by talk: 12 train, 4 val, 4 test."""
+    root = tmp_path_factory.mktemp("train_clips")
+    for i in range(5):
+        write_talk(root / "talks" / f"talk_{i}.flac", 4.0, seed=i)
+    data = data_settings(root / "talks", root / "clips", clip_seconds=0.5)
+    splice(data, quiet=True)
+    split(root / "clips", data.splits, quiet=True)
+    return root / "clips"
+
+
+def settings_for(clips: Path, run_dir: Path, *overrides: str):
+    """4 clips a batch: 3 steps an epoch."""
+    base = [f"data.output_dir={clips}", f"training.run_dir={run_dir}", "training.batch_size=4", "training.num_workers=0", "training.warmup_steps=2", *TINY]
+    return load_settings(None, [*base, *overrides])
+
+
+def cli_args(clips: Path, run_dir: Path, *overrides: str) -> list[str]:
+    args = ["--settings", str(run_dir.parent / "no_settings")]
+    for o in [f"data.output_dir={clips}", f"training.run_dir={run_dir}", "training.batch_size=4", "training.num_workers=0", *TINY, *overrides]:
+        args += ["--set", o]
+    return args
+
+
+def test_cli_train_writes_checkpoints_history_and_summary(clips, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *cli_args(clips, run, "training.max_steps=5")]) == 0
+    out = capsys.readouterr().out
+    assert {"best.pt", "last.pt", "history.csv", "curves.png"} <= {p.name for p in run.iterdir()}
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("train: 5 steps") and "max_steps reached" in summary and str(run) in summary
+    history = pd.read_csv(run / "history.csv")
+    # 3 steps per epoch: epoch 1 whole, epoch 2 stopped by max_steps after 2 of its steps
+    assert list(history["epoch"]) == [1, 2] and list(history["step"]) == [3, 5]
+    assert np.isfinite(history[["train_loss", "val_loss", "val_snr", "val_lsd", "val_lsd_hf"]].to_numpy()).all()
+    assert read_checkpoint(run / "last.pt")["step"] == 5
+
+    # --quiet: no bars, no summary; the finished run resumed is a no-op
+    assert main(["train", "--quiet", "--resume", *cli_args(clips, run, "training.max_steps=5")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(clips, tmp_path):
+    # on-the-fly low-res methods and random gain: the data order and every random choice must
+    # come back too, and not depend on the number of loader workers
+    common = ["training.epochs=2", "training.lr_decay_steps=6", "training.lowres_methods=[\"soxr\",\"subsample\",\"decimate\"]", "training.gain_db=[-6,0]"]
+    whole = train_module.train(settings_for(clips, tmp_path / "whole", *common), quiet=True)
+    assert whole.steps == 6
+
+    first = train_module.train(settings_for(clips, tmp_path / "split", *common, "training.max_steps=4"), quiet=True)
+    assert first.steps == 4  # stopped in the middle of epoch 2
+    rest = train_module.train(settings_for(clips, tmp_path / "split", *common, "training.num_workers=1"), resume=True, quiet=True)
+    assert rest.steps == 6
+
+    a, b = read_checkpoint(tmp_path / "whole" / "last.pt"), read_checkpoint(tmp_path / "split" / "last.pt")
+    for name, tensor in a["model_state"].items():
+        assert torch.equal(tensor, b["model_state"][name]), name
+    for i, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][i]["exp_avg_sq"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+    # the last validation (same weights, same clips) and the training loss of the last epoch
+    assert a["history"][-1]["val_loss"] == b["history"][-1]["val_loss"]
+    whole_hist, split_hist = pd.read_csv(tmp_path / "whole" / "history.csv"), pd.read_csv(tmp_path / "split" / "history.csv")
+    assert list(split_hist["step"]) == [3, 4, 6]
+    assert whole_hist["val_loss"].iloc[0] == split_hist["val_loss"].iloc[0]
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+
+
+def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(clips, tmp_path):
+    run = tmp_path / "run"
+    # a high learning rate makes the val loss go up and down
+    summary = train_module.train(settings_for(clips, run, "training.epochs=3", "training.learning_rate=0.03", "training.warmup_steps=0"), quiet=True)
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 3
+    best_row = history.loc[history["val_loss"].idxmin()]
+    model, info = load_model(run / "best.pt")
+    assert info["epoch"] == best_row["epoch"] == summary.best_epoch
+    assert info["best_val_loss"] == pytest.approx(best_row["val_loss"], rel=1e-12)
+    assert list(history["best"]) == [v == history["val_loss"][: i + 1].min() for i, v in enumerate(history["val_loss"])]
+    assert read_checkpoint(run / "last.pt")["epoch"] == 3
+    # the stored weights reproduce the stored score
+    settings = settings_for(clips, run)
+    rows = load_split(clips, "val")
+    val_set = ClipDataset(clips, rows, 4, 16000, train=False)
+    loader = torch.utils.data.DataLoader(val_set, batch_size=4)
+    again = train_module.validate(model, loader, torch.device("cpu"), {"mse_weight": settings.training.mse_weight, "stft_weight": 0.0}, 16000, 4000)
+    assert again["val_loss"] == pytest.approx(best_row["val_loss"], rel=1e-5)
+
+
+def test_early_stop_after_patience_validations_without_improvement(clips, tmp_path, monkeypatch):
+    scripted = iter([5.0, 4.0, 4.5, 4.2, 1.0])
+
+    def validate(*args, **kwargs):
+        return {**real_validate(*args, **kwargs), "val_loss": next(scripted)}
+
+    real_validate = train_module.validate
+    monkeypatch.setattr(train_module, "validate", validate)
+    run = tmp_path / "run"
+    summary = train_module.train(settings_for(clips, run, "training.epochs=10", "training.patience=2", "training.batch_size=12"), quiet=True)
+    assert summary.stopped == "early_stop" and summary.epochs == 4 and summary.best_epoch == 2
+    assert list(pd.read_csv(run / "history.csv")["best"]) == [True, True, False, False]
+    assert read_checkpoint(run / "best.pt")["epoch"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+
+    def poisoned(pred, target, **kwargs):
+        loss, terms = training_loss(pred, target, **kwargs)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 5:  # step 5: in epoch 2, after epoch 1's checkpoint
+                loss = loss * float("nan")
+        return loss, terms
+
+    monkeypatch.setattr(train_module, "training_loss", poisoned)
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", *cli_args(clips, run, "training.epochs=3")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "loss became nan" in err and "step 5" in err and "last.pt (step 3) is kept" in err
+    assert read_checkpoint(run / "last.pt")["step"] == 3
+    assert len(pd.read_csv(run / "history.csv")) == 1
+    model, _ = load_model(run / "last.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("training.lowres_methods=[\"soxr\",\"fft\"]", "--set training.lowres_methods"),
+        ("training.gain_db=[6,-6]", "gain_db must be [low, high]"),
+        ("training.lowres_methods=[\"soxr\",\"soxr\"]", "lists a method twice"),
+        ("training.batch_size=0", "--set training.batch_size"),
+        ("training.speed=2", "--set training.speed: unknown key"),
+        ("training.device=tpu", "--set training.device"),
+        ("data.factor=2", "clips are 16000 Hz with factor 4, but data.sample_rate=16000 and data.factor=2"),
+        ("model.name=resnet", "model.name 'resnet' is not a model family"),
+    ],
+)
+def test_bad_settings_are_rejected_with_one_line(clips, tmp_path, capsys, override, expected):
+    assert main(["train", *cli_args(clips, tmp_path / "run", override)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_run_folder_rules_and_missing_splits(clips, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--resume", *cli_args(clips, run)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "-q", *cli_args(clips, run, "training.max_steps=1")]) == 0
+    assert main(["train", "-q", *cli_args(clips, run, "training.max_steps=1")]) == 2  # would overwrite the run
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "-q", "--resume", *cli_args(clips, run, "training.max_steps=2", "model.width=4")]) == 2
+    assert "other model settings (model.width=8)" in capsys.readouterr().err
+    assert main(["train", "-q", *cli_args(tmp_path / "nowhere", tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere" / "splits" / "train.csv") in err and "pipeline split" in err
+
+
+def test_zero_loss_weights_need_a_model_with_its_own_losses(clips, tmp_path, capsys):
+    assert main(["train", *cli_args(clips, tmp_path / "run", "training.mse_weight=0")]) == 2
+    assert "nothing to minimise" in capsys.readouterr().err
+
+
+def test_random_lowres_methods_and_gain(clips):
+    rows = load_split(clips, "train")
+    methods = ["soxr", "decimate", "subsample", "butterworth"]
+    ds = ClipDataset(clips, rows, 4, 16000, methods=methods, gain_db=(-12.0, 0.0), train=True, seed=3)
+    stored = ClipDataset(clips, rows, 4, 16000, cache=True)
+    seen = set()
+    for i in range(len(ds)):
+        lr, hr = ds[(i, 0)]
+        assert lr.shape == (1, 2000) and hr.shape == (1, 8000) and lr.dtype == torch.float32
+        assert hr.abs().max() <= 1.0
+        # hr is the stored clip scaled by a gain in [-12, 0] dB
+        ref = stored[i][1]
+        gain = float((hr * ref).sum() / (ref * ref).sum())
+        assert 10 ** (-12 / 20) - 1e-3 <= gain <= 1 + 1e-3
+        # lr is one of the methods applied to hr, at 16 bits
+        candidates = {m: make_lowres(hr[0].numpy(), 4, m) for m in methods}
+        match = [m for m, x in candidates.items() if np.abs(x - lr[0].numpy()).max() <= 1 / 32768]
+        assert match, i
+        seen.add(match[0])
+        assert torch.equal(ds[(i, 0)][0], lr)  # the same key, the same example
+    assert len(seen) >= 3  # drawn at random, not one method
+    assert any(not torch.equal(ds[(i, 0)][0], ds[(i, 1)][0]) for i in range(len(ds)))  # new draws each epoch
+    # validation uses each method in turn, without gain, the same at every call
+    val = ClipDataset(clips, rows, 4, 16000, methods=methods, gain_db=(-12.0, 0.0), train=False)
+    for i in (2, 5):
+        lr, hr = val[i]
+        assert torch.equal(hr, stored[i][1]) and torch.equal(val[i][0], lr)
+        assert np.abs(lr[0].numpy() - make_lowres(hr[0].numpy(), 4, methods[i % 4])).max() <= 1 / 32768
+
+
+def test_stored_pairs_cached_or_not_are_the_files(clips):
+    rows = load_split(clips, "val")
+    cached, disk = ClipDataset(clips, rows, 4, 16000, cache=True), ClipDataset(clips, rows, 4, 16000, cache=False)
+    for i in range(len(rows)):
+        for a, b in zip(cached[i], disk[i]):
+            assert torch.equal(a, b)
+    from preprocessing.audio import read_audio
+
+    assert np.array_equal(cached[2][0][0].numpy(), read_audio(clips / rows["lr_path"][2])[0])
+
+
+def test_epoch_batches_are_seeded_and_skip_what_was_done():
+    sampler = DistributedSampler(range(10), num_replicas=1, rank=0, shuffle=True, seed=0)
+    batches = EpochBatches(sampler, 3)
+    batches.set_epoch(2)
+    full = list(batches)
+    assert len(full) == 4 == batches.full_length() and sorted(k[0] for b in full for k in b) == list(range(10))
+    assert all(k[1] == 2 for b in full for k in b)
+    batches.set_epoch(2, skip=3)
+    assert list(batches) == full[3:] and len(batches) == 1
+    batches.set_epoch(3)
+    assert list(batches) != full
+    # two processes share an epoch's clips without overlap
+    halves = []
+    for rank in range(2):
+        b = EpochBatches(DistributedSampler(range(10), num_replicas=2, rank=rank, seed=0), 3)
+        b.set_epoch(2)
+        halves.append({k[0] for batch in b for k in batch})
+    assert halves[0] | halves[1] == set(range(10)) and not halves[0] & halves[1]
+
+
+def test_stft_loss_sanity():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 8000) * 0.1
+    same = stft_loss_terms(x, x)
+    assert same["sc"].item() == pytest.approx(0, abs=1e-6) and same["logmag"].item() == pytest.approx(0, abs=1e-6)
+    # losing the high band (what an MSE-trained model does) costs more than a small broadband error
+    low = torch.from_numpy(make_lowres(x[0, 0].numpy(), 4)).repeat_interleave(4)[None, None].expand(2, 1, -1)
+    noisy = x + 0.01 * torch.randn_like(x)
+    assert stft_loss_terms(low, x)["logmag"] > stft_loss_terms(noisy, x)["logmag"] > 0
+    # spectral convergence is relative: the same for a scaled pair
+    assert stft_loss_terms(3 * noisy, 3 * x)["sc"].item() == pytest.approx(stft_loss_terms(noisy, x)["sc"].item(), rel=1e-4)
+    # finite gradients from a silent prediction, and a bf16 prediction is accepted
+    pred = torch.zeros_like(x, requires_grad=True)
+    total, terms = training_loss(pred, x, mse_weight=1.0, stft_weight=1.0)
+    total.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    assert set(terms) == {"mse", "stft", "sc", "logmag"}
+    assert total.item() == pytest.approx(terms["mse"].item() + terms["stft"].item(), rel=1e-6)
+    assert torch.isfinite(training_loss(x.bfloat16(), x, stft_weight=1.0)[0])
+
+
+class _Penalised(nn.Module):
+    """A model with its own loss term, as a family may define one."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.scale * x
+
+    def training_losses(self, pred, target):
+        return {"energy": (pred.float() ** 2).mean() * 10}
+
+
+def test_model_loss_hook_is_added_and_logged(clips, tmp_path):
+    m = _Penalised()
+    x, y = torch.ones(1, 1, 8), torch.zeros(1, 1, 8)
+    total, terms = training_loss(m(x), y, mse_weight=1.0, model=m)
+    assert set(terms) == {"mse", "energy"} and total.item() == pytest.approx(1 + 10)
+
+    base = MODEL_FAMILIES["audiounet"]
+
+    @register("audiounet_penalised")
+    class AudioUNetPenalised(base):
+        def training_losses(self, pred, target):
+            return {"energy": (pred.float() ** 2).mean()}
+
+    try:
+        run = tmp_path / "run"
+        train_module.train(settings_for(clips, run, "model.name=audiounet_penalised", "training.mse_weight=0", "training.max_steps=2"), quiet=True)
+        history = pd.read_csv(run / "history.csv")
+        assert {"train_energy", "val_energy"} <= set(history.columns) and "train_mse" not in history.columns
+        assert history["val_loss"][0] == pytest.approx(history["val_energy"][0])
+    finally:
+        MODEL_FAMILIES.pop("audiounet_penalised")
+
+
+def _ddp_worker(rank: int, port: int, settings, result_dir: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    summary = train_module.train(settings, quiet=True)
+    Path(result_dir, f"rank{rank}").write_text(str(summary.steps))
+
+
+def test_ddp_on_cpu_with_two_processes(clips, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    settings = settings_for(clips, run, "training.epochs=2", "training.batch_size=2")
+    ctx = multiprocessing.get_context("fork")  # the children start with everything imported: seconds, not tens
+    procs = [ctx.Process(target=_ddp_worker, args=(rank, port, settings, str(tmp_path))) for rank in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    # each process takes 2 of the 12 train clips a step: 3 steps an epoch, as one process with 4
+    assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text() == "6"
+    checkpoint = read_checkpoint(run / "last.pt")
+    assert checkpoint["step"] == 6 and len(checkpoint["rng"]) == 2
+    assert not torch.equal(checkpoint["rng"][0]["torch"], checkpoint["rng"][1]["torch"])  # own dropout streams
+    assert len(pd.read_csv(run / "history.csv")) == 2
+    assert math.isfinite(checkpoint["best_val_loss"])
