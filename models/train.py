@@ -23,7 +23,7 @@ through gloo, on CUDA through NCCL.
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import math
 import os
 import random
@@ -132,6 +132,23 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def forward_backward(
+    model: nn.Module, raw_model: nn.Module, optimizer: torch.optim.Optimizer, lr: torch.Tensor, hr: torch.Tensor, loss_weights: dict, grad_clip: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """One batch's gradients, clipped: ``(loss, terms, gradient norm before clipping)``. The caller
+    checks they are finite before ``optimizer.step()``. ``model`` may be the DDP wrapper of
+    ``raw_model`` (whose ``training_losses`` hook, if any, is used)."""
+    with autocast(lr.device):
+        pred = model(lr)
+    if pred.shape != hr.shape:
+        raise TrainingError(f"model {type(raw_model).__name__} returned shape {tuple(pred.shape)} for input {tuple(lr.shape)}; expected {tuple(hr.shape)}")
+    loss, terms = training_loss(pred, hr, model=raw_model, **loss_weights)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    return loss, terms, grad_norm
 
 
 # --- validation, history ----------------------------------------------------------------------
@@ -300,7 +317,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         raise TrainingError(f"training.mse_weight and stft_weight are both 0 and model {settings.model.name} adds no loss of its own: nothing to minimise")
     # buffers are not re-broadcast before each forward: the families' buffers are constants
     # (interpolation kernels, windows), identical on every process from the start
-    ddp_args = dict(device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+    ddp_args = {"device_ids": [device.index] if device.type == "cuda" else None, no_sync: False}
     model = DistributedDataParallel(raw_model, **ddp_args) if procs.world > 1 else raw_model
     n_params = sum(p.numel() for p in raw_model.parameters())
 
@@ -365,14 +383,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="step", disable=quiet or not master, dynamic_ncols=True, leave=False)
         for lr, hr in bar:
             lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-            with autocast(device):
-                pred = model(lr)
-            if pred.shape != hr.shape:
-                raise TrainingError(f"model {settings.model.name} returned shape {tuple(pred.shape)} for input {tuple(lr.shape)}; expected {tuple(hr.shape)}")
-            loss, terms = training_loss(pred, hr, model=raw_model, **loss_weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            loss, terms, grad_norm = forward_backward(model, raw_model, optimizer, lr, hr, loss_weights, t.grad_clip)
             # the gradients are averaged over processes, so a non-finite loss on any one of them
             # makes the norm non-finite on all: every process stops at the same step
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
