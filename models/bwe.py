@@ -1,0 +1,282 @@
+"""``bwe``: our bandwidth-extension network. It keeps the low band the input gives and predicts only
+what lies above it, in the STFT domain, at a CPU-friendly frame rate.
+
+How a clip goes through it (``forward``):
+
+1. **Band-limited interpolation** to the high rate (Kaiser-windowed sinc, polyphase, zero delay):
+   ``x_up``. The output is ``x_up + residual``, and the residual is zero in every STFT bin below
+   ``keep_below`` times the low-res Nyquist frequency, so the band the input already holds passes
+   through untouched (after an untrained model, or a trained one). Every error in the invented band
+   costs waveform SNR: a high band with amplitude ratio ``g`` to the truth and correlation ``rho``
+   adds error unless ``g <= 2 rho``, so the low band is never put at risk and the design spends its
+   effort on the phase of the high band.
+2. **STFT** of ``x_up`` (Hann ``n_fft``, hop ``hop``). The trunk sees only the bins up to the low-res
+   Nyquist frequency (the rest of ``x_up``'s spectrum is empty by construction), as per-frame
+   level-normalised log magnitude, phase as a shrunk unit phasor, and the phase advance from the
+   previous frame (instantaneous frequency, i.e. the pitch), plus the frame's level relative to its neighbours. Every
+   feature is relative, so the model is (nearly) gain-equivariant: a quiet recording is treated as a loud one.
+3. **Trunk**: a ConvNeXt stack over time (depthwise conv across frames, channels = ``hidden``), as
+   in AP-BWE (Lu et al., 2024) but one shared stream and far narrower, for CPU speed.
+4. **Heads**, for every bin from ``keep_below`` to the high Nyquist frequency:
+
+   * a bounded log **gain** on the input spectrum, to restore the anti-aliasing filter's roll-off
+     just below the low-res Nyquist frequency (the input's phase is right there);
+   * complex **masks on harmonic excitations**: the spectra of ``x_up ** p`` (``p = 2 ..
+     excitation + 1``). A power of a band-limited signal is band-limited to ``p`` times its band (no
+     aliasing for ``p <= factor``), and is periodic with the same pitch period, with harmonics whose
+     phases follow the signal's own: a time shift of the input turns every harmonic of both by the
+     same ``k * omega * tau``. So the mask that maps excitation to true high band is smooth in time
+     and does not have to know the absolute phase, which a small network cannot compute from
+     per-bin phasors. This is what lets the invented harmonics correlate with the truth (SNR);
+   * a **free** magnitude and phase (phase as ``atan2`` of two outputs, as AP-BWE), for what the
+     excitations do not explain: fricatives, breath, noise.
+
+   The gain and masks start at zero and the free magnitude well below a typical high band, so an
+   untrained model returns its band-limited interpolation plus a faint high band.
+5. **iSTFT** of the residual, added to ``x_up``.
+
+``training_losses`` adds terms this design relies on: the log-spectral distance exactly as
+``models.metrics.lsd`` scores it (n_fft 2048) and at the model's own finer resolution, an SNR hinge
+that penalises a clip whose SNR falls below that of its own band-limited version (the sinc
+baseline) plus a margin, and a magnitude-weighted anti-wrapping phase loss on the high band.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.settings import ModelSettings
+
+from .registry import register
+
+# 16-bit PCM quantisation noise (step 2**-15, variance step**2 / 12) is the floor of every scored
+# spectrum, since outputs are written and scored as 16-bit; the log losses add its expected power so
+# that training does not chase detail below what the file can hold
+_PCM16_NOISE_VAR = (2.0**-15) ** 2 / 12
+_METRIC_N_FFT, _METRIC_HOP = 2048, 512  # models.metrics.lsd
+_LEVEL_EPS = 1e-6  # STFT magnitude floor for levels and logs: well below a 16-bit file's noise floor (~1e-4)
+_LEVEL_CONTEXT = 101  # frames (odd) over which the relative frame level is taken
+
+
+def sinc_kernel(factor: int, half_width: int = 32, beta: float = 8.0) -> torch.Tensor:
+    """Polyphase weights ``(factor, 1, 2 * half_width + 1)`` of a Kaiser-windowed sinc low-pass at the
+    low-res Nyquist frequency, for ``F.conv1d`` on the low-rate signal (phase ``p`` gives high-rate
+    samples ``k * factor + p``). Phase 0 is a unit impulse: input samples pass through unchanged."""
+    taps = np.arange(-half_width * factor, half_width * factor + 1)
+    window = np.kaiser(len(taps), beta)
+    h = np.sinc(taps / factor) * window  # gain ``factor`` at DC once zeros are interleaved: sum over a phase is ~1
+    k = np.arange(2 * half_width + 1)
+    # conv1d correlates: weight[p, u] multiplies x[m + u - half_width] for output m, i.e. h[(half_width - u) * factor + p]
+    weights = np.stack([np.interp((half_width - k) * factor + p, taps, h, left=0.0, right=0.0) for p in range(factor)])
+    weights[0] = 0.0
+    weights[0, half_width] = 1.0  # sinc's zeros at the integers, exactly (np.sinc leaves 1e-17)
+    return torch.tensor(weights, dtype=torch.float32).unsqueeze(1)
+
+
+def sinc_upsample(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``(batch, n)`` at the low rate -> ``(batch, n * factor)``, zero-padded at the edges (no delay)."""
+    factor, _, width = kernel.shape
+    y = F.conv1d(x.unsqueeze(1), kernel, padding=width // 2)  # (batch, factor, n)
+    return y.transpose(1, 2).reshape(x.shape[0], -1)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv over frames, then a per-frame MLP, residual; tensors are (batch, frames, channels)."""
+
+    def __init__(self, dim: int, kernel: int = 7, mult: int = 3, layer_scale: float = 0.1):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, mult * dim)
+        self.fc2 = nn.Linear(mult * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(h.transpose(1, 2)).transpose(1, 2)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y))))
+        return h + self.gamma * y
+
+
+@register("bwe")
+class BandwidthExtender(nn.Module):
+    def __init__(self, settings: ModelSettings, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.n_fft = settings.n_fft
+        self.hop = settings.hop
+        if self.n_fft % (2 * factor):
+            raise ValueError(f"model.n_fft ({self.n_fft}) must be a multiple of 2 * factor ({2 * factor})")
+        self.n_bins = self.n_fft // 2 + 1
+        self.in_bins = self.n_fft // (2 * factor) + 1  # bins 0 .. low-res Nyquist
+        self.keep_bins = int(math.floor(settings.keep_below * (self.in_bins - 1)))  # passed through untouched
+        self.out_bins = self.n_bins - self.keep_bins
+        self.powers = tuple(range(2, settings.excitation + 2))
+        self.lsd_weight = settings.lsd_weight
+        self.snr_weight = settings.snr_weight
+        self.snr_margin_db = settings.snr_margin_db
+        self.phase_weight = settings.phase_weight
+
+        self.register_buffer("kernel", sinc_kernel(factor), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+        hidden = settings.hidden
+        n_features = 5 * self.in_bins + 1
+        self.pre = nn.Conv1d(n_features, hidden, 3, padding=1)
+        self.pre_norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.blocks = nn.ModuleList([ConvNeXtBlock(hidden, layer_scale=1.0 / settings.blocks) for _ in range(settings.blocks)])
+        self.post_norm = nn.LayerNorm(hidden, eps=1e-6)
+        # one linear layer for every head: gain, 2 per excitation mask, log-magnitude, phase (2)
+        self.n_heads = 1 + 2 * len(self.powers) + 3
+        self.head = nn.Linear(hidden, self.n_heads * self.out_bins)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        # gain 0 and masks 0: the input passes as it is. The free magnitude starts on a slope 13 dB
+        # below the mean log(|bin| / frame level) of real speech (-3 at 1.5 kHz to -6 at 8 kHz): quiet
+        # enough to cost no SNR, near enough that the log losses need not climb 60 dB bias-step by
+        # bias-step. The phase outputs keep their random start so that atan2 has a gradient.
+        weight = self.head.weight.detach().view(self.n_heads, self.out_bins, -1)
+        weight[: 1 + 2 * len(self.powers)].zero_()
+        bias = self.head.bias.detach().view(self.n_heads, self.out_bins)
+        bias[1 + 2 * len(self.powers)] = torch.linspace(-4.5, -7.5, self.out_bins)
+
+    def _stft(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="constant", return_complex=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise ValueError(f"expected a (batch, 1, n) low-res clip, got shape {tuple(x.shape)}")
+        batch, _, n = x.shape
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # the signal path stays float32: the low band must come out as exact as the input
+            x_up = sinc_upsample(x.float().reshape(batch, n), self.kernel)
+            spec = self._stft(x_up)  # (batch, bins, frames)
+            features, level = self._features(spec[:, : self.in_bins])
+        h = self.pre(features)
+        h = self.pre_norm(h.transpose(1, 2))
+        for block in self.blocks:
+            h = block(h)
+        out = self.head(self.post_norm(h))  # (batch, frames, heads * out_bins)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = out.float().view(batch, -1, self.n_heads, self.out_bins).permute(0, 2, 3, 1)  # (batch, heads, bins, frames)
+            residual = self._residual(x_up, spec, out, level)
+            full = F.pad(residual, (0, 0, self.keep_bins, 0))
+            y = x_up + torch.istft(full, self.n_fft, self.hop, window=self.window, center=True, length=n * self.factor)
+        return y.unsqueeze(1)
+
+    def _features(self, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk input ``(batch, 5 * in_bins + 1, frames)`` and the frame level ``(batch, 1, frames)``."""
+        mag = low.abs()
+        level = mag.pow(2).mean(dim=1, keepdim=True).sqrt() + _LEVEL_EPS
+        log_rel = torch.log(mag + _LEVEL_EPS) - torch.log(level)
+        # unit phasor where a bin carries energy, shrunk towards 0 where it is noise
+        phasor = low / (mag + 0.1 * level)
+        advance = phasor * F.pad(phasor, (1, 0))[..., :-1].conj()  # phase change since the previous frame
+        # the frame's level against its neighbourhood (about 1 s): the envelope, without the absolute
+        # gain, so that a quiet recording is treated as a loud one
+        log_level = torch.log(level)
+        context = F.avg_pool1d(log_level, _LEVEL_CONTEXT, stride=1, padding=_LEVEL_CONTEXT // 2, count_include_pad=False)
+        features = torch.cat([log_rel / 4, phasor.real, phasor.imag, advance.real, advance.imag, (log_level - context) / 4], dim=1)
+        return features, level
+
+    def _residual(self, x_up: torch.Tensor, spec: torch.Tensor, out: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """The complex spectrum ``(batch, out_bins, frames)`` added above ``keep_bins``."""
+        k0 = self.keep_bins
+        x_high = spec[:, k0:]
+        gain = 2.0 * torch.tanh(out[:, 0] / 2.0)  # log gain within +-2 (x0.14 .. x7.4)
+        residual = x_high * torch.expm1(gain)
+        for i, p in enumerate(self.powers):
+            exc = self._stft(x_up.pow(p))[:, k0:]
+            # scale each frame's excitation to the input frame's level: degree-1 in the input, whatever p
+            exc_level = exc.abs().pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-20
+            exc = exc * (level / exc_level)
+            mask = torch.complex(out[:, 1 + 2 * i], out[:, 2 + 2 * i])
+            residual = residual + mask * exc
+        j = 1 + 2 * len(self.powers)
+        magnitude = level * torch.exp(out[:, j].clamp(max=6.0))
+        phase = torch.atan2(out[:, j + 2], out[:, j + 1])
+        return residual + torch.polar(magnitude, phase)
+
+    # --- training objective terms -------------------------------------------------------------------
+
+    def training_losses(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model-specific loss terms (each already weighted by its ``model.*_weight``)."""
+        pred = pred.reshape(-1, pred.shape[-1]).float()
+        target = target.reshape(-1, target.shape[-1]).float()
+        terms: dict[str, torch.Tensor] = {}
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            if self.lsd_weight > 0:
+                terms["lsd"] = self.lsd_weight * 0.5 * (
+                    _lsd_loss(pred, target, _METRIC_N_FFT, _METRIC_HOP, 0)
+                    + _lsd_loss(pred, target, self.n_fft, self.hop, self.keep_bins)
+                )
+            if self.snr_weight > 0:
+                terms["snr_hinge"] = self.snr_weight * self._snr_hinge(pred, target)
+            if self.phase_weight > 0:
+                terms["phase"] = self.phase_weight * self._phase_loss(pred, target)
+        return terms
+
+    def _snr_hinge(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Soft hinge on ``SNR(sinc) + margin - SNR(pred)`` per clip, in decibels / 10.
+
+        The sinc baseline's error is the target's energy above the low-res Nyquist frequency (its low
+        band is right), so its SNR is known from the target alone."""
+        spectrum = torch.fft.rfft(target, dim=-1)
+        cutoff = spectrum.shape[-1] // self.factor
+        weight = torch.ones(spectrum.shape[-1], device=spectrum.device)
+        weight[1:] = 2.0  # one-sided spectrum: count the mirrored half (Parseval)
+        high = (spectrum[:, cutoff:].abs().pow(2) * weight[cutoff:]).sum(-1) / target.shape[-1]
+        energy = target.pow(2).sum(-1)
+        eps = 1e-4 * energy + 1e-9  # a silent clip or empty high band has no SNR to protect
+        error = (target - pred).pow(2).sum(-1)
+        excess_db = 10 * torch.log10((error + eps) / (high + eps)) + self.snr_margin_db
+        return (F.softplus(excess_db) / 10).mean()
+
+    def _phase_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Anti-wrapping phase distance (instantaneous phase, and its change across time and across
+        frequency) above ``keep_bins``, weighted by the target's magnitude so that noise bins with no
+        meaningful phase do not count."""
+        s_hat = self._stft(pred)[:, self.keep_bins :]
+        s = self._stft(target)[:, self.keep_bins :]
+        weight = s.abs()
+        total = weight.sum().clamp_min(1e-9)
+        d = torch.angle(s_hat * s.conj())  # wrapped phase error, in (-pi, pi]
+        instantaneous = (weight * d.abs()).sum() / total
+        # its change over time (instantaneous frequency) and over frequency (group delay)
+        w_time = torch.minimum(weight[..., 1:], weight[..., :-1])
+        w_freq = torch.minimum(weight[:, 1:], weight[:, :-1])
+        temporal = (w_time * _wrapped(d[..., 1:] - d[..., :-1])).sum() / w_time.sum().clamp_min(1e-9)
+        spectral = (w_freq * _wrapped(d[:, 1:] - d[:, :-1])).sum() / w_freq.sum().clamp_min(1e-9)
+        return (instantaneous + temporal + spectral) / (3 * math.pi)
+
+
+def _wrapped(phase: torch.Tensor) -> torch.Tensor:
+    """``|phase|`` after wrapping into [-pi, pi] (the anti-wrapping function of AP-BWE)."""
+    return (phase - 2 * math.pi * torch.round(phase / (2 * math.pi))).abs()
+
+
+def _lsd_loss(pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int, from_bin: int) -> torch.Tensor:
+    """Log-spectral distance as ``models.metrics.lsd`` (log10 power, sqrt of the mean over bins per
+    frame, mean over frames) over bins ``from_bin`` and up, with the 16-bit noise floor's expected
+    power added to the prediction (what writing it as 16-bit PCM does)."""
+    window = torch.hann_window(n_fft, device=pred.device)
+    floor = _PCM16_NOISE_VAR * float(window.pow(2).sum())
+
+    def power(x: torch.Tensor) -> torch.Tensor:
+        mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
+        s = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode=mode, return_complex=True)[:, from_bin:]
+        return s.real.pow(2) + s.imag.pow(2)
+
+    p_hat = power(pred) + floor
+    p = power(target).clamp_min(1e-8)
+    diff = torch.log10(p_hat) - torch.log10(p)
+    return torch.sqrt(diff.pow(2).mean(dim=1) + 1e-6).mean()
