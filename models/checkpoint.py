@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from pipeline.settings import ModelSettings
-from preprocessing.audio import atomic_path
+from preprocessing.audio import atomic_path, remove_stale_temporaries
 
 FORMAT = "audio-superres-checkpoint"
 VERSION = 1
@@ -41,12 +41,14 @@ class CheckpointError(Exception):
 
 
 def rng_state() -> dict:
-    """This process's torch, CUDA, numpy and Python RNG states, as tensors and numbers."""
+    """This process's torch, CUDA (current device), numpy and Python RNG states, as tensors and numbers."""
     np_state = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # this process's device only: asking for every device's state would open a CUDA context on
+        # each GPU from each DDP process; and none at all when CUDA is not in use
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
     }
@@ -55,8 +57,8 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if state["cuda"] and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.set_rng_state(state["cuda"][0].cpu())
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     p = state["python"]
@@ -70,6 +72,7 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
     if missing:
         raise ValueError(f"checkpoint for {path} lacks {', '.join(missing)}")
+    remove_stale_temporaries(Path(path).parent, {Path(path).name})  # a half-written one from a killed run
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 

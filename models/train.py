@@ -43,7 +43,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from pipeline.settings import Settings
-from preprocessing.audio import atomic_path, atomic_write_text, to_pcm16
+from preprocessing.audio import atomic_path, atomic_write_text, remove_stale_temporaries, to_pcm16
 
 from . import metrics
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -112,7 +112,8 @@ def setup_processes(device_setting: str) -> Processes:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         # rank 0 validates while the others wait in a collective: allow it more than the default 10 min
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None, timeout=timedelta(hours=2))
+        bind = {"device_id": device} if use_cuda and "device_id" in inspect.signature(dist.init_process_group).parameters else {}
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2), **bind)
     return Processes(rank, local_rank, world, device)
 
 
@@ -282,6 +283,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         raise TrainingError(f"{last_path}: nothing to resume (no last.pt); run without --resume to start")
     if not resume and last_path.is_file():
         raise TrainingError(f"{run_dir} already holds a run (last.pt): pass --resume to continue it, or set training.run_dir to a new folder")
+    if master:
+        remove_stale_temporaries(run_dir)  # what a killed run was writing (a checkpoint, history.csv, curves.png)
 
     # data: the splits say how their clips were made; the model learns exactly that rate ratio
     clips_dir = Path(settings.data.output_dir)
@@ -445,9 +448,12 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
                 "rng": rngs,
             }
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(last_path, checkpoint)
+            # best before last: a run killed between the two resumes from the previous last.pt and
+            # writes this best.pt again, where the other order would leave last.pt naming a best
+            # epoch that best.pt does not hold
             if improved:
                 save_checkpoint(best_path, checkpoint)
+            save_checkpoint(last_path, checkpoint)
             write_history(run_dir, history)
             if time.perf_counter() - plotted_at > PLOT_EVERY_S:  # a plot costs about a second
                 plot_history(run_dir, history)
