@@ -178,7 +178,9 @@ def validate(model: nn.Module, loader, device: torch.device, loss_weights: dict,
                 pending.append(pool.submit(metrics.score, y, to_pcm16(y_hat), sample_rate, low_rate))
         scores = [f.result() for f in pending]
     model.train()
-    out = {f"val_{k}": v / n for k, v in sums.items()}
+    # loss terms as val_loss_<term>, scores as val_snr / val_lsd / val_lsd_hf: a model's own loss
+    # term may be called "lsd" too
+    out = {("val_loss" if k == "loss" else f"val_loss_{k}"): v / n for k, v in sums.items()}
     out.update({f"val_{k}": float(np.mean([s[k] for s in scores])) for k in ("snr", "lsd", "lsd_hf")})
     return out
 
@@ -419,7 +421,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         if dist.is_initialized():
             dist.all_reduce(means)
             means /= procs.world
-        train_terms = {f"train_{k}": float(v) for k, v in zip(names, means.cpu())}
+        train_terms = {("train_loss" if k == "loss" else f"train_loss_{k}"): float(v) for k, v in zip(names, means.cpu())}
         rngs = _gather(rng_state())
         improved = False
         if master:

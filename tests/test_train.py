@@ -316,14 +316,15 @@ def test_model_loss_hook_is_added_and_logged(clips, tmp_path):
     @register("audiounet_penalised")
     class AudioUNetPenalised(base):
         def training_losses(self, pred, target):
-            return {"energy": (pred.float() ** 2).mean()}
+            return {"lsd": (pred.float() ** 2).mean()}  # named like a score: both must be kept
 
     try:
         run = tmp_path / "run"
         train_module.train(settings_for(clips, run, "model.name=audiounet_penalised", "training.mse_weight=0", "training.max_steps=2"), quiet=True)
         history = pd.read_csv(run / "history.csv")
-        assert {"train_energy", "val_energy"} <= set(history.columns) and "train_mse" not in history.columns
-        assert history["val_loss"][0] == pytest.approx(history["val_energy"][0])
+        assert {"train_loss_lsd", "val_loss_lsd", "val_lsd"} <= set(history.columns) and "train_loss_mse" not in history.columns
+        assert history["val_loss"][0] == pytest.approx(history["val_loss_lsd"][0])
+        assert history["val_lsd"][0] > 1 > history["val_loss_lsd"][0]  # the score, not the term (mean square of speech)
     finally:
         MODEL_FAMILIES.pop("audiounet_penalised")
 
