@@ -67,14 +67,17 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
     """Write ``checkpoint`` to ``path`` under a temporary name renamed into place, so that a kill
-    mid-write leaves the previous file intact."""
+    mid-write leaves the previous file intact; :class:`CheckpointError` when it cannot be written."""
     checkpoint = {"format": FORMAT, "version": VERSION, **checkpoint}
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
     if missing:
         raise ValueError(f"checkpoint for {path} lacks {', '.join(missing)}")
     remove_stale_temporaries(Path(path).parent, {Path(path).name})  # a half-written one from a killed run
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+    except OSError as e:  # a full disk, a read-only folder: the previous file stays as it was
+        raise CheckpointError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -23,6 +23,7 @@ through gloo, on CUDA through NCCL.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -218,6 +219,15 @@ def plot_history(run_dir: Path, history: list[dict]) -> None:
     ax_lsd.legend()
     with atomic_path(run_dir / "curves.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """Turn a failed write (full disk, read-only folder) into a one-line :class:`TrainingError`."""
+    try:
+        yield
+    except OSError as e:
+        raise TrainingError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 def _gather(obj):
@@ -449,16 +459,19 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
                 "scheduler": scheduler.state_dict(),
                 "rng": rngs,
             }
-            run_dir.mkdir(parents=True, exist_ok=True)
+            with writing(run_dir):
+                run_dir.mkdir(parents=True, exist_ok=True)
             # best before last: a run killed between the two resumes from the previous last.pt and
             # writes this best.pt again, where the other order would leave last.pt naming a best
             # epoch that best.pt does not hold
             if improved:
                 save_checkpoint(best_path, checkpoint)
             save_checkpoint(last_path, checkpoint)
-            write_history(run_dir, history)
+            with writing(run_dir / "history.csv"):
+                write_history(run_dir, history)
             if time.perf_counter() - plotted_at > PLOT_EVERY_S:  # a plot costs about a second
-                plot_history(run_dir, history)
+                with writing(run_dir / "curves.png"):
+                    plot_history(run_dir, history)
                 plotted_at, plotted_rows = time.perf_counter(), len(history)
             say(
                 f"epoch {epoch_number}: train loss {train_terms['train_loss']:.4g}, val loss {val['val_loss']:.4g}, "
@@ -476,7 +489,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
             break
 
     if master and plotted_rows < len(history):
-        plot_history(run_dir, history)
+        with writing(run_dir / "curves.png"):
+            plot_history(run_dir, history)
     summary = TrainSummary(run_dir, epoch, step, best_epoch, best_val_loss, val, stopped, time.perf_counter() - t0)
     say(summary.line())
     return summary
