@@ -4,7 +4,9 @@ writing 16-bit files under a temporary name that is renamed into place only once
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -127,6 +129,35 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
 
 
+_TEMPORARY = re.compile(r"^\.(?P<stem>.*)\.tmp(?P<pid>\d+)(?P<suffix>\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, names: set[str] | None = None) -> list[Path]:
+    """Delete the temporaries (see :func:`temporary_name`) that processes no longer running left in
+    ``folder`` when killed mid-write; with ``names``, only those of these final file names. A
+    temporary of a live process (a concurrent writer) is left alone. Returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            m = _TEMPORARY.match(entry.name)
+            if m is None or (names is not None and f"{m['stem']}{m['suffix'] or ''}" not in names) or _alive(int(m["pid"])):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write to; on success rename it to ``path``, on failure remove it.
@@ -137,10 +168,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        # libsndfile and torch.save report a full disk as a codec or zip error ("System error.",
+        # "problem with initialization of the flac decoder"): say what happened, while the
+        # temporary still fills the disk
+        full = isinstance(e, (RuntimeError, AssertionError)) and _disk_full(path.parent)
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
