@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from pipeline.settings import DataSettings
 
-from .audio import AUDIO_EXTENSIONS, AudioError, atomic_write_text, read_audio, to_pcm16, write_audio
+from .audio import AUDIO_EXTENSIONS, AudioError, atomic_write_text, read_audio, remove_stale_temporaries, to_pcm16, write_audio
 from .lowres import make_lowres
 from .parallel import parallel_map
 
@@ -111,7 +111,7 @@ def find_sources(input_dir: str | Path, talk_from: str = "file", exclude: Path |
     """
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
-        raise SpliceError(f"{input_dir}: input folder does not exist" if not input_dir.exists() else f"{input_dir}: not a folder")
+        raise SpliceError(f"{input_dir}: input folder does not exist (data.input_dir)" if not input_dir.exists() else f"{input_dir}: not a folder (data.input_dir)")
     exclude_real = exclude.resolve() if exclude is not None else None
     seen: set[Path] = set()
     found: list[tuple[Path, str]] = []
@@ -218,8 +218,8 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
         try:
             write_audio(output_dir / hr_rel, clip, settings.sample_rate)
             write_audio(output_dir / lr_rel, make_lowres(clip, settings.factor, settings.lowres, settings.sample_rate), settings.low_rate)
-        except OSError as e:  # disk full, permissions: this file's clips are redone next run
-            return SourceResult(source, "failed", f"cannot write its clips to {output_dir}: {e.strerror or e}")
+        except (OSError, RuntimeError) as e:  # disk full, permissions (libsndfile raises RuntimeError): this file's clips are redone next run
+            return SourceResult(source, "failed", f"cannot write its clips to {output_dir}: {e.strerror if isinstance(e, OSError) and e.strerror else e}")
         rows.append(
             {
                 "clip_id": clip_id,
@@ -240,7 +240,10 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
     elif not rows:
         status, reason = "skipped", f"silent: all {len(starts)} clips are below min_rms_db {settings.min_rms_db:g} dB"
 
-    atomic_write_text(record, json.dumps({"fingerprint": fingerprint, "status": status, "reason": reason, "seconds_in": seconds_in, "rows": rows}))
+    try:
+        atomic_write_text(record, json.dumps({"fingerprint": fingerprint, "status": status, "reason": reason, "seconds_in": seconds_in, "rows": rows}))
+    except OSError as e:  # without its record the file is redone next run, so it counts as failed
+        return SourceResult(source, "failed", f"cannot write its completion record {record}: {e.strerror or e}")
     return SourceResult(source, status, reason, seconds_in, rows)
 
 
@@ -281,6 +284,9 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
         raise SpliceError(f"{settings.input_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder")
     with output_lock(output_dir):
         _check_writable(output_dir)
+        # what a run killed while writing a record or the manifest left (clips: per file, below)
+        remove_stale_temporaries(output_dir / ".done")
+        remove_stale_temporaries(output_dir, {"manifest.csv", "failures.csv"})
         unit = "talks" if settings.talk_from == "file" else "files"
         summary = SpliceSummary()
         by_key: dict[str, SourceResult] = {}
@@ -312,12 +318,17 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
 
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         summary.manifest = output_dir / "manifest.csv"
-        atomic_write_text(summary.manifest, manifest.to_csv(index=False))
         failures_csv = output_dir / "failures.csv"
-        if summary.failures:
-            atomic_write_text(failures_csv, pd.DataFrame(summary.failures, columns=["path", "error"]).to_csv(index=False))
-        else:
-            failures_csv.unlink(missing_ok=True)
+        target = summary.manifest
+        try:
+            atomic_write_text(target, manifest.to_csv(index=False))
+            target = failures_csv
+            if summary.failures:
+                atomic_write_text(target, pd.DataFrame(summary.failures, columns=["path", "error"]).to_csv(index=False))
+            else:
+                target.unlink(missing_ok=True)
+        except OSError as e:  # disk full: the clips are recorded, so a rerun only writes these tables
+            raise SpliceError(f"{target}: cannot write ({e.strerror or e}); run splice again once it can be written") from None
     if not quiet:
         print(summary.line(unit))
     return summary
