@@ -30,7 +30,9 @@ class SettingsError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: JSON accepts NaN and Infinity, and an infinite clip_seconds or
+    # chunk_seconds would pass ``gt=0`` and crash later when turned into a sample count
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Splits(_Strict):
@@ -258,6 +260,8 @@ def load_settings(settings_dir: str | Path | None = "settings", overrides: list[
     for name in SETTINGS_MODELS:
         path = settings_dir / f"{name}.json" if settings_dir is not None else None
         origins[name] = str(path) if path is not None else f"{name}.json (built-in defaults)"
+        if path is not None and path.exists() and not path.is_file():
+            raise SettingsError(f"{path}: not a file; a settings file must be a JSON file (or absent, for defaults)")
         raw[name] = _read_json(path) if path is not None and path.is_file() else {}
 
     overridden: dict[str, set[str]] = {name: set() for name in SETTINGS_MODELS}
