@@ -46,7 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pipeline.settings import UpsamplingSettings
-from preprocessing.audio import AUDIO_EXTENSIONS, AudioError, atomic_path, audio_info
+from preprocessing.audio import AUDIO_EXTENSIONS, AudioError, atomic_path, audio_info, remove_stale_temporaries
 
 # Window starts and context are multiples of this many low-rate samples: 2**9 covers the total stride
 # of any network of up to 9 stride-2 levels (audiounet halves depth + 1 times, depth <= 8).
@@ -113,7 +113,7 @@ def find_checkpoint(cli_value: str | Path | None, settings: UpsamplingSettings) 
         raise UpsampleError("no checkpoint: pass --checkpoint FILE or set upsampling.checkpoint (--set upsampling.checkpoint=runs/x/best.pt)")
     path = Path(chosen)
     if not path.is_file():
-        raise UpsampleError(f"{path}: checkpoint file does not exist")
+        raise UpsampleError(f"{path}: checkpoint file does not exist ({'--checkpoint' if cli_value is not None else 'upsampling.checkpoint'})")
     return path
 
 
@@ -348,8 +348,27 @@ def upsample_file(
     except AudioError as e:
         return FileResult(source, None, error=str(e))
     except (sf.LibsndfileError, OSError) as e:
-        return FileResult(source, None, error=f"{source}: cannot write {output} ({e})")
+        return FileResult(source, None, error=f"{source}: cannot write {output} ({e.strerror if isinstance(e, OSError) and e.strerror else e})")
     return FileResult(source, output, frames / up.low_rate, resampled_from=info.samplerate if info.samplerate != up.low_rate else None)
+
+
+def prepare_output_folders(pairs: list[tuple[Path, Path]]) -> None:
+    """Before any file is read: refuse with :class:`UpsampleError` when an output folder cannot be
+    made or written (rather than failing every file in turn), and delete the temporaries that a
+    killed run left for these outputs."""
+    folders: dict[Path, set[str]] = {}
+    for _, dst in pairs:
+        folders.setdefault(dst.parent, set()).add(dst.name)
+    for folder, names in sorted(folders.items()):
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UpsampleError(f"{folder}: output folder cannot be created: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UpsampleError(f"{folder}: output folder cannot be written ({existing} is read-only or not ours)")
+        if existing == folder:
+            remove_stale_temporaries(folder, names)
 
 
 def audio_files_in(folder: Path, exclude: Path | None = None) -> list[Path]:
@@ -446,8 +465,12 @@ def upsample_paths(
 ) -> UpsampleSummary:
     """``pipeline upsample``: every input through :func:`upsample_file`, with a progress bar over
     seconds of audio. Errors are printed as they happen (one line each) and counted; the other
-    inputs go on."""
+    inputs go on. Raises :class:`UpsampleError` when there is nothing to do (no input gives a file)
+    or an output folder cannot be written."""
     pairs, errors = plan_outputs(inputs, output, up.factor)
+    if not pairs:
+        raise UpsampleError("; ".join(errors) if errors else "no inputs")
+    prepare_output_folders(pairs)
     summary = UpsampleSummary(failed=len(errors), errors=list(errors))
     for line in errors:
         _say(f"error: {line}")

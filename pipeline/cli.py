@@ -94,10 +94,13 @@ def _upsampler(args: argparse.Namespace, settings: Settings):
 
 
 def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
-    from models.inference import upsample_paths
+    from models.inference import UpsampleError, upsample_paths
 
     up, _, _ = _upsampler(args, settings)
-    summary = upsample_paths(args.inputs, args.output, up, settings.upsampling, quiet=args.quiet)
+    try:
+        summary = upsample_paths(args.inputs, args.output, up, settings.upsampling, quiet=args.quiet)
+    except UpsampleError as e:  # nothing to do, or nowhere to write: exit 2
+        raise StageError(str(e)) from None
     return 1 if summary.failed else 0
 
 
