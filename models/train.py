@@ -5,7 +5,13 @@ and schedule, resume, the loop, validation, checkpoints. Writes to ``training.ru
 
 * ``last.pt`` after every validation and ``best.pt`` when the validation loss is the lowest so far
   (see :mod:`models.checkpoint`); ``history.csv`` (one row per validation: normally one per epoch,
-  plus one where ``max_steps`` stops a run mid-epoch) and ``curves.png``.
+  plus one where ``max_steps`` stops a run mid-epoch; columns ``train_loss``, ``val_loss``, each
+  loss term as ``train_loss_<term>`` / ``val_loss_<term>``, the scores ``val_snr``, ``val_lsd``,
+  ``val_lsd_hf``, and ``best``) and ``curves.png`` (redrawn at most every 30 s and at the end).
+
+The loss is ``mse_weight * MSE + stft_weight * (multi-resolution STFT loss)`` plus every term of
+the model's own ``training_losses(pred, target)`` if it has one (:mod:`models.losses`); the
+validation loss is the same sum, so best.pt is the best by the objective the model was trained on.
 
 Single process (CPU or one GPU)::
 
@@ -68,7 +74,7 @@ class TrainingDiverged(TrainingError):
 @dataclass
 class TrainSummary:
     run_dir: Path
-    epochs: int  # whole epochs done
+    epochs: float  # epochs done, a partial one as a fraction
     steps: int
     best_epoch: int | None
     best_val_loss: float
@@ -80,7 +86,7 @@ class TrainSummary:
         best = f"best val loss {self.best_val_loss:.4g} at epoch {self.best_epoch}" if self.best_epoch is not None else "no validation"
         last = f"; last val SNR {self.val['val_snr']:.2f} dB, LSD {self.val['val_lsd']:.3f}, LSD-HF {self.val['val_lsd_hf']:.3f}" if self.val else ""
         why = {"done": "", "max_steps": " (max_steps reached)", "early_stop": " (early stop: patience reached)", "already_done": " (already finished; nothing to do)"}[self.stopped]
-        return f"train: {self.steps} steps, {self.epochs} epochs in {self.seconds:.1f} s{why}; {best}{last}; checkpoints in {self.run_dir}"
+        return f"train: {self.steps} steps ({self.epochs:.3g} epochs) in {self.seconds:.1f} s{why}; {best}{last}; checkpoints in {self.run_dir}"
 
 
 # --- processes and device ---------------------------------------------------------------------
@@ -376,7 +382,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         best_val_loss, best_epoch, history, val = checkpoint["best_val_loss"], checkpoint["best_epoch"], checkpoint["history"], checkpoint["val"]
         say(f"train: resuming {last_path} at epoch {epoch + 1}, step {step}")
     if step >= max_steps or epoch >= t.epochs:
-        summary = TrainSummary(run_dir, epoch, step, best_epoch, best_val_loss, val, "already_done", time.perf_counter() - t0)
+        summary = TrainSummary(run_dir, epoch + epoch_batches / steps_per_epoch, step, best_epoch, best_val_loss, val, "already_done", time.perf_counter() - t0)
         say(summary.line())
         return summary
     how = f"low-res made on the fly ({', '.join(methods)})" if on_the_fly else f"stored low-res ({info['lowres']})"
@@ -491,6 +497,6 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
     if master and plotted_rows < len(history):
         with writing(run_dir / "curves.png"):
             plot_history(run_dir, history)
-    summary = TrainSummary(run_dir, epoch, step, best_epoch, best_val_loss, val, stopped, time.perf_counter() - t0)
+    summary = TrainSummary(run_dir, epoch + epoch_batches / steps_per_epoch, step, best_epoch, best_val_loss, val, stopped, time.perf_counter() - t0)
     say(summary.line())
     return summary

@@ -73,7 +73,7 @@ def test_cli_train_writes_checkpoints_history_and_summary(clips, tmp_path, capsy
     out = capsys.readouterr().out
     assert {"best.pt", "last.pt", "history.csv", "curves.png"} <= {p.name for p in run.iterdir()}
     summary = out.strip().splitlines()[-1]
-    assert summary.startswith("train: 5 steps") and "max_steps reached" in summary and str(run) in summary
+    assert summary.startswith("train: 5 steps (1.67 epochs)") and "max_steps reached" in summary and str(run) in summary
     history = pd.read_csv(run / "history.csv")
     # 3 steps per epoch: epoch 1 whole, epoch 2 stopped by max_steps after 2 of its steps
     assert list(history["epoch"]) == [1, 2] and list(history["step"]) == [3, 5]
