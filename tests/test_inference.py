@@ -221,3 +221,31 @@ def test_quiet_prints_nothing(tmp_path, checkpoint, capsys):
     assert main(["upsample", str(src), "--checkpoint", str(checkpoint), "-q"]) == 0
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err == ""
+
+
+def test_bf16_autocast_runs_and_stays_close(tmp_path):
+    from models.checkpoint import load_model
+
+    model, _ = load_model(save_tiny_checkpoint(tmp_path / "t.pt"))
+    lr = to_pcm16(make_lowres(synth_speech(2.0, HIGH, seed=6), FACTOR))
+    plan = short_chunks()
+    full = upsample_array(lr, Upsampler(model, FACTOR, LOW), plan)
+    half = upsample_array(lr, Upsampler(model, FACTOR, LOW, bf16=True), plan)
+    assert half.dtype == np.float32 and half.shape == full.shape
+    assert snr_db(full, half) > 30
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_output_subtype_setting(tmp_path, checkpoint, subtype):
+    src = _write(tmp_path / "a.wav", 0.5)
+    out = tmp_path / "b.wav"
+    assert main(["upsample", str(src), "-o", str(out), "--checkpoint", str(checkpoint), "-q", "--set", f"upsampling.output_subtype={subtype}"]) == 0
+    assert sf.info(out).subtype == subtype
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when there is no GPU")
+def test_cuda_without_gpu_is_a_one_line_error(tmp_path, checkpoint, capsys):
+    src = _write(tmp_path / "a.wav", 0.2)
+    assert main(["upsample", str(src), "--checkpoint", str(checkpoint), "--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "a_x4.wav").exists()
