@@ -98,7 +98,10 @@ class Interpolator(nn.Module):
         super().__init__()
         self.factor = factor
         self.kind = kind
-        weight = torch.tensor(polyphase_kernel(kind, factor), dtype=torch.float32)
+        # a fresh dense tensor: torch.tensor keeps numpy's 0 stride on the size-1 axis, which DDP's
+        # buffer broadcast rejects as "more than one element referring to a single memory location"
+        kernel = polyphase_kernel(kind, factor)
+        weight = torch.empty(kernel.shape).copy_(torch.from_numpy(kernel))
         # not persistent: the filter is a function of (kind, factor), which the settings already hold
         self.register_buffer("weight", weight, persistent=False)
 
