@@ -79,13 +79,13 @@ class TrainSummary:
     best_epoch: int | None
     best_val_loss: float
     val: dict = field(default_factory=dict)  # scores of the last validation
-    stopped: str = "done"  # done | max_steps | early_stop | already_done
+    stopped: str = "done"  # done | max_steps | early_stop | already_done | time_limit
     seconds: float = 0.0
 
     def line(self) -> str:
         best = f"best val loss {self.best_val_loss:.4g} at epoch {self.best_epoch}" if self.best_epoch is not None else "no validation"
         last = f"; last val SNR {self.val['val_snr']:.2f} dB, LSD {self.val['val_lsd']:.3f}, LSD-HF {self.val['val_lsd_hf']:.3f}" if self.val else ""
-        why = {"done": "", "max_steps": " (max_steps reached)", "early_stop": " (early stop: patience reached)", "already_done": " (already finished; nothing to do)"}[self.stopped]
+        why = {"done": "", "max_steps": " (max_steps reached)", "early_stop": " (early stop: patience reached)", "already_done": " (already finished; nothing to do)", "time_limit": " (training.max_minutes reached; --resume goes on)"}[self.stopped]
         return f"train: {self.steps} steps ({self.epochs:.3g} epochs) in {self.seconds:.1f} s{why}; {best}{last}; checkpoints in {self.run_dir}"
 
 
@@ -490,6 +490,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         elif t.patience is not None and master and best_epoch is not None:
             since_best = len(history) - 1 - max(i for i, r in enumerate(history) if r["best"])
             stopped = "early_stop" if since_best >= t.patience else stopped
+        if stopped == "done" and t.max_minutes is not None and master and time.perf_counter() - t0 > 60 * t.max_minutes:
+            stopped = "time_limit"
         stopped = _broadcast(stopped)
         if stopped != "done" or step >= max_steps:
             break

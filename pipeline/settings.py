@@ -115,8 +115,6 @@ class ModelSettings(_Strict):
     depth: int = Field(4, ge=1, le=8)
     interpolation: Literal["cubic", "sinc"] = "cubic"
     dropout: float = Field(0.5, ge=0, lt=1)
-
-
     # the "bwe" family (models/bwe.py) only
     hidden: int = Field(256, ge=8, description="bwe: channels of the ConvNeXt trunk")
     blocks: int = Field(6, ge=1, le=32, description="bwe: ConvNeXt blocks")
@@ -128,6 +126,8 @@ class ModelSettings(_Strict):
     snr_weight: float = Field(1.0, ge=0, description="bwe: weight of its SNR-below-sinc hinge loss")
     snr_margin_db: float = Field(1.0, description="bwe: the hinge asks for SNR at least sinc's plus this")
     phase_weight: float = Field(0.5, ge=0, description="bwe: weight of its anti-wrapping phase loss")
+
+
 class TrainingSettings(_Strict):
     """``training.json``: the optimisation run."""
 
@@ -152,6 +152,9 @@ class TrainingSettings(_Strict):
     )
     gain_db: tuple[float, float] = Field((0.0, 0.0), description="random gain range (dB) applied to each training pair; (0, 0) = none")
     cache_gb: float = Field(2.0, ge=0, description="keep decoded clips in memory when a split fits in this many GB; 0 = read from disk")
+    max_minutes: float | None = Field(
+        None, gt=0, description="stop after the first validation past this many minutes of this command (a time-boxed job; --resume goes on)"
+    )
 
     @model_validator(mode="after")
     def _sane_training(self) -> "TrainingSettings":
