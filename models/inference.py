@@ -403,6 +403,10 @@ def plan_outputs(inputs: list[str | Path], output: str | Path | None, factor: in
         dst = out if out is not None else src.with_name(f"{src.stem}{suffix}.wav")
         if out is not None and out.is_dir():
             dst = out / f"{src.stem}.wav"
+        elif dst.suffix.lower() != ".wav":
+            return [], [f"{dst}: the output is a WAV file; name it .wav"]
+        if dst.resolve() == src.resolve():
+            return [], [f"{src}: its output would overwrite the input; choose another -o"]
         return [(src, dst)], []
     for src in paths:
         if src.is_dir():

@@ -210,6 +210,15 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, checkpoint, capsys):
     assert leftover_temporaries(out) == []
 
 
+def test_one_file_output_must_be_a_new_wav(tmp_path, checkpoint, capsys):
+    src = _write(tmp_path / "a.wav", 0.2)
+    assert main(["upsample", str(src), "-o", str(tmp_path / "a.flac"), "--checkpoint", str(checkpoint), "-q"]) == 2
+    assert main(["upsample", str(src), "-o", str(src), "--checkpoint", str(checkpoint), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "a.flac: the output is a WAV file; name it .wav" in err and "would overwrite the input" in err
+    assert sf.info(src).samplerate == LOW and not (tmp_path / "a.flac").exists()
+
+
 def test_no_checkpoint_is_a_one_line_error(tmp_path, capsys):
     src = _write(tmp_path / "a.wav", 0.2)
     assert main(["upsample", str(src), "--settings", str(tmp_path / "none")]) == 2
