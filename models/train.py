@@ -316,7 +316,9 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
             f"{clips_dir / 'splits' / 'train.csv'}: clips are {info['sample_rate']} Hz with factor {info['factor']}, "
             f"but data.sample_rate={settings.data.sample_rate} and data.factor={settings.data.factor}; use the settings that made the clips"
         )
-    on_the_fly = bool(t.lowres_methods) and list(t.lowres_methods) != [info["lowres"]]
+    # any lowres_methods, even the data's own, make the input from the high-res clip: then the
+    # stored low-res files need not exist (a compact copy of the clips carries only high-res ones)
+    on_the_fly = bool(t.lowres_methods)
     methods = list(t.lowres_methods) if on_the_fly else [info["lowres"]]
     data = {"sample_rate": info["sample_rate"], "factor": info["factor"], "low_rate": info["low_rate"], "lowres": methods}
     factor = info["factor"]
@@ -426,6 +428,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
                 bar.set_postfix(loss=f"{running:.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step >= max_steps:
                 break
+            if t.max_minutes is not None and n_batches % LOG_EVERY == 0 and _broadcast(time.perf_counter() - t0 > 60 * t.max_minutes):
+                break  # out of time mid-epoch: validate and save here, as max_steps does
         bar.close()
         if epoch_batches >= steps_per_epoch:
             epoch, epoch_batches = epoch + 1, 0
@@ -490,7 +494,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         elif t.patience is not None and master and best_epoch is not None:
             since_best = len(history) - 1 - max(i for i, r in enumerate(history) if r["best"])
             stopped = "early_stop" if since_best >= t.patience else stopped
-        if stopped == "done" and t.max_minutes is not None and master and time.perf_counter() - t0 > 60 * t.max_minutes:
+        if stopped == "done" and t.max_minutes is not None and time.perf_counter() - t0 > 60 * t.max_minutes:
             stopped = "time_limit"
         stopped = _broadcast(stopped)
         if stopped != "done" or step >= max_steps:

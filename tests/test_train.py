@@ -112,6 +112,17 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(clips, tmp_path):
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
 
 
+def test_time_box_stops_mid_epoch_with_a_checkpoint_and_resume_goes_on(clips, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "LOG_EVERY", 1)  # look at the clock after every step
+    run = tmp_path / "boxed"
+    first = train_module.train(settings_for(clips, run, "training.max_minutes=1e-9"), quiet=True)
+    assert (first.stopped, first.steps) == ("time_limit", 1)
+    assert "training.max_minutes reached" in first.line()
+    assert read_checkpoint(run / "last.pt")["step"] == 1 and len(pd.read_csv(run / "history.csv")) == 1
+    second = train_module.train(settings_for(clips, run, "training.max_minutes=1e-9"), resume=True, quiet=True)
+    assert second.steps == 2  # the limit counts anew for each command
+
+
 def test_best_checkpoint_is_the_epoch_with_lowest_val_loss(clips, tmp_path):
     run = tmp_path / "run"
     # a high learning rate makes the val loss go up and down
