@@ -5,7 +5,9 @@ carrying to a GPU machine whose upload is limited (64 MiB here).
 
 Clips are taken round-robin over talks (speakers) in a seeded random order, so every training talk
 contributes about equally; only high-res files travel (train with ``training.lowres_methods`` set, which
-makes the low-res input on the fly). The test split stays behind: it is scored where the data lives.
+makes the low-res input on the fly). With ``--data`` the test split's source recordings go too, as
+``OUT/test/<corpus>/...`` for ``bench_quality.py --test-dir``: utterances whole, talks as an excerpt of
+``--test-talk-seconds`` after the 30 s trim (models too large to bring back are scored there).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 
 
 def balanced(rows: pd.DataFrame, root: Path, budget_bytes: int, seed: int) -> pd.DataFrame:
@@ -44,6 +47,8 @@ def main() -> None:
     ap.add_argument("--train-mb", type=float, default=50)
     ap.add_argument("--val-mb", type=float, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, help="the shared data folder: also pack the test split's recordings")
+    ap.add_argument("--test-talk-seconds", type=float, default=150.0)
     args = ap.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
@@ -59,6 +64,18 @@ def main() -> None:
             shutil.copyfile(args.clips / rel, args.out / rel)
         print(f"{name}: {len(subset)} of {len(rows)} clips, {subset.seconds.sum() / 60:.1f} min, {subset.talk.nunique()} talks/speakers")
     pd.concat(kept).to_csv(args.out / "manifest.csv", index=False)
+    if args.data is not None:
+        test = pd.read_csv(args.clips / "splits" / "test.csv", dtype={"source": str})
+        for source in test["source"].unique():
+            target = args.out / "test" / source
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.startswith("talks/"):
+                x, rate = sf.read(str(args.data / "speech" / source), dtype="int16")
+                start = 30 * rate
+                sf.write(str(target), x[start : start + int(args.test_talk_seconds * rate)], rate)
+            else:
+                shutil.copyfile(args.data / "speech" / source, target)
+        print(f"test: {test['source'].nunique()} source recordings (talks cut to {args.test_talk_seconds:g} s)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Quality and speed of every system on speakers never trained on, each row measured in one run.
+
+    python benchmarks/prepare_speech.py                  # once: data/speech (clips + splits)
+    python benchmarks/bench_quality.py --model bwe=runs/bwe/best.pt \\
+        --model audiounet=runs/audiounet/best.pt --model tfnet=runs/tfnet/best.pt
+
+Quality: the whole source recordings of the test split of ``data/speech`` (2 talks, 30 s trimmed at
+each end as splice does, and the utterances of the test speakers), or the files of ``--test-dir``
+as they are. Each model gets low-res input made as a user's would be (soxr HQ, 16-bit), and is
+scored with SNR, LSD and LSD-HF (``shared/docs/metrics.md``) beside sinc and cubic on the same files,
+every output rounded to 16 bits. Figures are means over files, per corpus.
+
+Speed: ``pipeline upsample`` as a user runs it, whole command included (process start, model load,
+read, write), on a ``--rtf-seconds`` talk cut from a test talk, ``--rtf-copies`` files of it in one
+folder (a folder of talks: what a GPU user runs); real-time factor = seconds of audio / wall seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.evaluate import evaluate_files
+from models.inference import load_upsampler
+from pipeline.settings import UpsamplingSettings
+from preprocessing.audio import read_audio, write_audio
+
+REPO = Path(__file__).resolve().parents[1]
+TRIM = {"talks": 30.0, "utterances": 0.0}
+
+
+def test_files(args: argparse.Namespace) -> dict[str, tuple[list[Path], float]]:
+    """Per corpus: the files to score and the seconds to trim from each end."""
+    if args.test_dir is not None:
+        groups: dict[str, list[Path]] = {}
+        for p in sorted(args.test_dir.rglob("*.flac")) + sorted(args.test_dir.rglob("*.wav")):
+            groups.setdefault(p.relative_to(args.test_dir).parts[0], []).append(p)
+        return {corpus: (paths[: args.max_files], 0.0) for corpus, paths in sorted(groups.items())}
+    test = pd.read_csv(args.clips / "splits" / "test.csv", dtype={"source": str})
+    out = {}
+    for corpus in TRIM:
+        sources = [s for s in test["source"].unique() if s.startswith(corpus + "/")]
+        out[corpus] = ([args.data / "speech" / s for s in sources][: args.max_files], TRIM[corpus])
+    return out
+
+
+def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]], device: str, bf16: bool) -> pd.DataFrame:
+    frames = []
+    for i, (name, ckpt) in enumerate(models.items()):
+        up, info = load_upsampler(ckpt, UpsamplingSettings(device=device, bf16=bf16, batch_size=16), device)
+        for corpus, (paths, trim) in files.items():
+            scores = evaluate_files(up, up.factor, up.low_rate, "soxr", paths, trim_seconds=trim, quiet=True)
+            scores["system"] = scores["system"].replace({"model": name})
+            if i > 0:  # the baselines are the same for every model: keep the first model's
+                scores = scores[scores["system"] == name]
+            scores.insert(0, "corpus", corpus)
+            frames.append(scores)
+        print(f"scored {name} ({ckpt})", file=sys.stderr)
+    return pd.concat(frames, ignore_index=True)
+
+
+def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copies: int, device: str, bf16: bool) -> dict[str, float]:
+    audio, rate = read_audio(source)
+    excerpt = np.tile(audio, int(np.ceil(seconds * rate / len(audio))))[: int(seconds * rate)]
+    factors = {}
+    with tempfile.TemporaryDirectory(prefix="bench_rtf_") as tmp:
+        folder = Path(tmp) / "talks"
+        for k in range(copies):
+            write_audio(folder / f"talk_{k:02d}.wav", excerpt, rate)
+        for name, ckpt in models.items():
+            cmd = [sys.executable, "-m", "pipeline.cli", "upsample", str(folder), "-o", str(Path(tmp) / f"out_{name}"), "--checkpoint", str(ckpt), "--device", device, "--quiet"]
+            if bf16:
+                cmd += ["--set", "upsampling.bf16=true"]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=REPO)
+            factors[name] = seconds * copies / (time.perf_counter() - start)
+            print(f"timed {name}: {factors[name]:.1f}x real time", file=sys.stderr)
+    return factors
+
+
+def table(scores: pd.DataFrame, speed: dict[str, float], speed_label: str) -> str:
+    lines = []
+    for corpus, group in [*scores.groupby("corpus", sort=False), ("all files", scores)]:
+        means = group.groupby("system", sort=False)[["snr", "lsd", "lsd_hf"]].mean()
+        files = group.groupby("system", sort=False)["file"].nunique()
+        sinc_lsd = means.loc["sinc", "lsd"]
+        lines += [f"\n{corpus}", f"| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc | {speed_label} |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for system, r in means.iterrows():
+            rtf = f"{speed[system]:.1f}x" if system in speed else "-"
+            lines.append(f"| {system} | {files[system]} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.lsd / sinc_lsd:.3f} | {rtf} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT", help="a system to score (repeatable)")
+    ap.add_argument("--clips", type=Path, default=REPO / "data" / "speech")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--test-dir", type=Path, help="score these files as they are instead of the test split")
+    ap.add_argument("--max-files", type=int, default=None, help="at most this many files per corpus")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for every model")
+    ap.add_argument("--rtf-seconds", type=float, default=600.0)
+    ap.add_argument("--rtf-copies", type=int, default=1)
+    ap.add_argument("--no-rtf", action="store_true")
+    ap.add_argument("--out", type=Path, help="write scores.csv and table.md here")
+    args = ap.parse_args()
+    models = dict(m.split("=", 1) for m in args.model)
+    models = {name: Path(path) for name, path in models.items()}
+    if not models:
+        ap.error("give at least one --model NAME=CHECKPOINT")
+
+    files = test_files(args)
+    scores = score_all(models, files, args.device, args.bf16)
+    speed: dict[str, float] = {}
+    device_label = args.device
+    if not args.no_rtf:
+        talk = next(p for corpus, (paths, _) in files.items() if corpus == "talks" for p in paths) if "talks" in files else next(iter(files.values()))[0][0]
+        speed = realtime_factors(models, talk, args.rtf_seconds, args.rtf_copies, args.device, args.bf16)
+    import torch
+
+    where = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    label = f"x real time, {where}, {args.rtf_copies} x {args.rtf_seconds:g} s"
+    text = table(scores, speed, label)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(args.out / "scores.csv", index=False)
+        (args.out / "table.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

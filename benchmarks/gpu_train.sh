@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU recipe behind the figures in the README: train bwe, audiounet and tfnet side by side on
+# one GPU for a time box, then (phase "resume") go on and score them on the carried test subset.
+#
+#   python benchmarks/prepare_speech.py
+#   python benchmarks/pack_subset.py data/speech .gpu/speech --train-mb 38 --val-mb 3 --data ../shared/data
+#   bash benchmarks/gpu_train.sh start 8      # on the GPU machine: 8 minutes of training
+#   bash benchmarks/gpu_train.sh resume 6     # then 6 more, and bench_quality on .gpu/speech/test
+#
+# Env: DEVICE (cuda), RUNS (runs/gpu), OUT (where logs and results go; the device tool's $OUT),
+# SIZE=tiny for a dry run on a CPU. Wheels in .whl (soundfile, soxr, pydantic, ...) are installed first
+# when present: the GPU machine's python has torch but not those.
+set -u
+phase=$1
+minutes=$2
+DEVICE=${DEVICE:-cuda}
+RUNS=${RUNS:-runs/gpu}
+OUT=${OUT:-$RUNS/out}
+mkdir -p "$OUT" "$RUNS"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if [ -d .whl ] && ! python3 -c "import soundfile, soxr, pydantic" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+if [ "${SIZE:-paper}" = tiny ]; then
+    unet="--set model.width=4 --set model.depth=2"; bwe="--set model.hidden=16 --set model.blocks=1"; batch=4; workers=0
+else
+    unet="--set model.width=128 --set model.depth=4"; bwe=""; batch=16; workers=4
+fi
+resume=""
+[ "$phase" = resume ] && resume=--resume
+common="--quiet --set data.output_dir=.gpu/speech --set training.device=$DEVICE --set training.max_minutes=$minutes
+ --set training.num_workers=$workers --set training.epochs=1000 --set training.batch_size=$batch"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+
+# the research anchors, faithfully: MSE on the waveform, soxr input (made on the fly from the clips)
+python3 -m pipeline.cli train $resume $common $unet --set model.name=audiounet --set training.lowres_methods='["soxr"]' \
+    --set training.lr_decay_steps=2500 --set training.run_dir=$RUNS/audiounet > "$OUT/train_audiounet.log" 2>&1 &
+python3 -m pipeline.cli train $resume $common $unet --set model.name=tfnet --set training.lowres_methods='["soxr"]' \
+    --set training.lr_decay_steps=1500 --set training.run_dir=$RUNS/tfnet > "$OUT/train_tfnet.log" 2>&1 &
+# ours: every low-res method and a random gain, so that it does not learn one resampler's fingerprint
+python3 -m pipeline.cli train $resume $common $bwe --set model.name=bwe \
+    --set training.lowres_methods='["soxr","decimate","butterworth","subsample"]' --set training.gain_db='[-12,0]' \
+    --set training.learning_rate=1e-3 --set training.lr_decay_steps=6000 --set training.run_dir=$RUNS/bwe > "$OUT/train_bwe.log" 2>&1 &
+wait
+for m in audiounet tfnet bwe; do
+    tail -n 3 "$OUT/train_$m.log"
+    cp "$RUNS/$m/history.csv" "$OUT/history_$m.csv" 2>/dev/null
+done
+cp "$RUNS/bwe/best.pt" "$OUT/bwe_best.pt" 2>/dev/null
+
+if [ "$phase" = resume ]; then
+    python3 benchmarks/bench_quality.py --test-dir .gpu/speech/test --device "$DEVICE" \
+        --model bwe=$RUNS/bwe/best.pt --model audiounet=$RUNS/audiounet/best.pt --model tfnet=$RUNS/tfnet/best.pt \
+        --rtf-seconds ${RTF_SECONDS:-600} --rtf-copies ${RTF_COPIES:-8} ${MAX_FILES:+--max-files $MAX_FILES} --out "$OUT/quality" 2>&1 | tail -n 40
+fi
