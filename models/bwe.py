@@ -13,8 +13,9 @@ How a clip goes through it (``forward``):
 2. **STFT** of ``x_up`` (Hann ``n_fft``, hop ``hop``). The trunk sees only the bins up to the low-res
    Nyquist frequency (the rest of ``x_up``'s spectrum is empty by construction), as per-frame
    level-normalised log magnitude, phase as a shrunk unit phasor, and the phase advance from the
-   previous frame (instantaneous frequency, i.e. the pitch), plus the frame's level relative to its neighbours. Every
-   feature is relative, so the model is (nearly) gain-equivariant: a quiet recording is treated as a loud one.
+   previous frame (instantaneous frequency, i.e. the pitch), plus the frame's level relative to its
+   neighbours. Every feature is relative, so the model is (nearly) gain-equivariant: a quiet
+   recording is treated as a loud one.
 3. **Trunk**: a ConvNeXt stack over time (depthwise conv across frames, channels = ``hidden``), as
    in AP-BWE (Lu et al., 2024) but one shared stream and far narrower, for CPU speed.
 4. **Heads**, for every bin from ``keep_below`` to the high Nyquist frequency:
@@ -28,6 +29,11 @@ How a clip goes through it (``forward``):
      same ``k * omega * tau``. So the mask that maps excitation to true high band is smooth in time
      and does not have to know the absolute phase, which a small network cannot compute from
      per-bin phasors. This is what lets the invented harmonics correlate with the truth (SNR);
+     without them, held-out SNR fell from 0.3 dB above sinc's to 0.1 dB below it;
+   * a complex **mask on the image**: the input zero-stuffed to the high rate, whose spectrum above
+     the low-res Nyquist frequency is the low band mirrored (classic spectral folding). For an
+     aliased input (``subsample``) the mirror puts the folded-down high band back where it came
+     from, which is why cubic interpolation beats sinc on such input;
    * a **free** magnitude and phase (phase as ``atan2`` of two outputs, as AP-BWE), for what the
      excitations do not explain: fricatives, breath, noise.
 
@@ -60,7 +66,8 @@ from .registry import register
 _PCM16_NOISE_VAR = (2.0**-15) ** 2 / 12
 _METRIC_N_FFT, _METRIC_HOP = 2048, 512  # models.metrics.lsd
 _LEVEL_EPS = 1e-6  # STFT magnitude floor for levels and logs: well below a 16-bit file's noise floor (~1e-4)
-_LEVEL_CONTEXT = 101  # frames (odd) over which the relative frame level is taken
+_MAG_SCALE = 4.0  # the free log-magnitude is 4x its head's output: 4x the step size where it must travel furthest
+_LEVEL_CONTEXT = 51  # frames (odd; +-0.2 s at hop 128) over which the relative frame level is taken
 
 
 def sinc_kernel(factor: int, half_width: int = 32, beta: float = 8.0) -> torch.Tensor:
@@ -130,8 +137,10 @@ class BandwidthExtender(nn.Module):
         self.pre_norm = nn.LayerNorm(hidden, eps=1e-6)
         self.blocks = nn.ModuleList([ConvNeXtBlock(hidden, layer_scale=1.0 / settings.blocks) for _ in range(settings.blocks)])
         self.post_norm = nn.LayerNorm(hidden, eps=1e-6)
-        # one linear layer for every head: gain, 2 per excitation mask, log-magnitude, phase (2)
-        self.n_heads = 1 + 2 * len(self.powers) + 3
+        # one linear layer for every head: gain, 2 per excitation mask (the powers, then the image),
+        # log-magnitude, phase (2)
+        self.n_masks = len(self.powers) + 1
+        self.n_heads = 1 + 2 * self.n_masks + 3
         self.head = nn.Linear(hidden, self.n_heads * self.out_bins)
         self._init_weights()
 
@@ -145,9 +154,10 @@ class BandwidthExtender(nn.Module):
         # enough to cost no SNR, near enough that the log losses need not climb 60 dB bias-step by
         # bias-step. The phase outputs keep their random start so that atan2 has a gradient.
         weight = self.head.weight.detach().view(self.n_heads, self.out_bins, -1)
-        weight[: 1 + 2 * len(self.powers)].zero_()
+        weight[: 1 + 2 * self.n_masks].zero_()
         bias = self.head.bias.detach().view(self.n_heads, self.out_bins)
-        bias[1 + 2 * len(self.powers)] = torch.linspace(-4.5, -7.5, self.out_bins)
+        bias[1 + 2 * self.n_masks] = torch.linspace(-4.5, -7.5, self.out_bins) / _MAG_SCALE
+        weight[1 + 2 * self.n_masks] /= _MAG_SCALE
 
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="constant", return_complex=True)
@@ -168,7 +178,8 @@ class BandwidthExtender(nn.Module):
         out = self.head(self.post_norm(h))  # (batch, frames, heads * out_bins)
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = out.float().view(batch, -1, self.n_heads, self.out_bins).permute(0, 2, 3, 1)  # (batch, heads, bins, frames)
-            residual = self._residual(x_up, spec, out, level)
+            image = F.pad(x.float().reshape(batch, n, 1), (0, self.factor - 1)).reshape(batch, n * self.factor)
+            residual = self._residual(x_up, image, spec, out, level)
             full = F.pad(residual, (0, 0, self.keep_bins, 0))
             y = x_up + torch.istft(full, self.n_fft, self.hop, window=self.window, center=True, length=n * self.factor)
         return y.unsqueeze(1)
@@ -188,21 +199,21 @@ class BandwidthExtender(nn.Module):
         features = torch.cat([log_rel / 4, phasor.real, phasor.imag, advance.real, advance.imag, (log_level - context) / 4], dim=1)
         return features, level
 
-    def _residual(self, x_up: torch.Tensor, spec: torch.Tensor, out: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    def _residual(self, x_up: torch.Tensor, image: torch.Tensor, spec: torch.Tensor, out: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         """The complex spectrum ``(batch, out_bins, frames)`` added above ``keep_bins``."""
         k0 = self.keep_bins
         x_high = spec[:, k0:]
         gain = 2.0 * torch.tanh(out[:, 0] / 2.0)  # log gain within +-2 (x0.14 .. x7.4)
         residual = x_high * torch.expm1(gain)
-        for i, p in enumerate(self.powers):
-            exc = self._stft(x_up.pow(p))[:, k0:]
+        for i, excitation in enumerate([x_up.pow(p) for p in self.powers] + [image]):
+            exc = self._stft(excitation)[:, k0:]
             # scale each frame's excitation to the input frame's level: degree-1 in the input, whatever p
             exc_level = exc.abs().pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-20
             exc = exc * (level / exc_level)
             mask = torch.complex(out[:, 1 + 2 * i], out[:, 2 + 2 * i])
             residual = residual + mask * exc
-        j = 1 + 2 * len(self.powers)
-        magnitude = level * torch.exp(out[:, j].clamp(max=6.0))
+        j = 1 + 2 * self.n_masks
+        magnitude = level * torch.exp((_MAG_SCALE * out[:, j]).clamp(max=6.0))
         phase = torch.atan2(out[:, j + 2], out[:, j + 1])
         return residual + torch.polar(magnitude, phase)
 
