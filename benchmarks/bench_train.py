@@ -68,7 +68,7 @@ def main() -> None:
     device = torch.device("cuda" if use_cuda else "cpu")
     rows = load_split(clips_dir, "train")
     info = split_info(rows, clips_dir / "splits" / "train.csv")
-    on_the_fly = bool(t.lowres_methods) and list(t.lowres_methods) != [info["lowres"]]
+    on_the_fly = bool(t.lowres_methods)  # as models/train.py: any methods are made from the high-res clip
     cache = cache_fits(rows, not on_the_fly, t.cache_gb)
     dataset = ClipDataset(
         clips_dir, rows, info["factor"], info["sample_rate"], list(t.lowres_methods) if on_the_fly else None, t.gain_db, cache=cache

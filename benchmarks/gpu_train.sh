@@ -6,6 +6,7 @@
 #   python benchmarks/pack_subset.py data/speech .gpu/speech --train-mb 38 --val-mb 3 --data ../shared/data
 #   bash benchmarks/gpu_train.sh start 8      # on the GPU machine: 8 minutes of training
 #   bash benchmarks/gpu_train.sh resume 6     # then 6 more, and bench_quality on .gpu/speech/test
+#   bash benchmarks/gpu_train.sh once 4.5     # or: train 4.5 minutes from scratch, then score and time
 #
 # Env: DEVICE (cuda), RUNS (runs/gpu), OUT (where logs and results go; the device tool's $OUT),
 # SIZE=tiny for a dry run on a CPU. Wheels in .whl (soundfile, soxr, pydantic, ...) are installed first
@@ -41,16 +42,25 @@ python3 -m pipeline.cli train $resume $common $unet --set model.name=tfnet --set
 # ours: every low-res method and a random gain, so that it does not learn one resampler's fingerprint
 python3 -m pipeline.cli train $resume $common $bwe --set model.name=bwe \
     --set training.lowres_methods='["soxr","decimate","butterworth","subsample"]' --set training.gain_db='[-12,0]' \
-    --set training.learning_rate=1e-3 --set training.lr_decay_steps=6000 --set training.run_dir=$RUNS/bwe > "$OUT/train_bwe.log" 2>&1 &
+    --set training.learning_rate=1e-3 --set training.lr_decay_steps=${BWE_DECAY_STEPS:-6000} --set training.run_dir=$RUNS/bwe > "$OUT/train_bwe.log" 2>&1 &
 wait
 for m in audiounet tfnet bwe; do
     tail -n 3 "$OUT/train_$m.log"
     cp "$RUNS/$m/history.csv" "$OUT/history_$m.csv" 2>/dev/null
 done
-cp "$RUNS/bwe/best.pt" "$OUT/bwe_best.pt" 2>/dev/null
+# the weights and settings alone (no optimiser state): what ships, small enough to bring back
+python3 -c "import sys, torch; c = torch.load(sys.argv[1], weights_only=True); torch.save({k: v for k, v in c.items() if k not in ('optimizer', 'scheduler', 'rng')}, sys.argv[2])" \
+    "$RUNS/bwe/best.pt" "$OUT/bwe_best_weights.pt"
 
-if [ "$phase" = resume ]; then
+if [ "$phase" != start ]; then
     python3 benchmarks/bench_quality.py --test-dir .gpu/speech/test --device "$DEVICE" \
         --model bwe=$RUNS/bwe/best.pt --model audiounet=$RUNS/audiounet/best.pt --model tfnet=$RUNS/tfnet/best.pt \
         --rtf-seconds ${RTF_SECONDS:-600} --rtf-copies ${RTF_COPIES:-8} ${MAX_FILES:+--max-files $MAX_FILES} --out "$OUT/quality" 2>&1 | tail -n 40
+    # what limits training: the loader or the step (one process each, alone on the GPU)
+    for m in "audiounet $unet" "tfnet $unet" "bwe $bwe"; do
+        set -- $m
+        timeout 60 python3 benchmarks/bench_train.py --set data.output_dir=.gpu/speech --set model.name=$1 "${@:2}" \
+            --set training.device=$DEVICE --set training.batch_size=$batch --set training.lowres_methods='["soxr"]' --workers 4 --steps 15 2>&1 | tail -n 4
+    done
+    timeout ${UPSAMPLE_BENCH_S:-60} python3 benchmarks/bench_upsample.py --device "$DEVICE" --seconds 120 --repeats 1 2>&1 | tail -n 8
 fi

@@ -105,11 +105,18 @@ class Upsampler:
         return out
 
 
+# the model that ships inside the package (see models/pretrained/MODEL_CARD.md): used when neither
+# --checkpoint nor upsampling.checkpoint names one; loading it needs no network
+PACKAGED_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "bwe_speech_4k_16k.pt"
+
+
 def find_checkpoint(cli_value: str | Path | None, settings: UpsamplingSettings) -> Path:
-    """The checkpoint to use: ``--checkpoint``, else ``upsampling.checkpoint``. The one place to add
-    further fallbacks (a packaged default model)."""
+    """The checkpoint to use: ``--checkpoint``, else ``upsampling.checkpoint``, else the packaged
+    default model (speech, 4 kHz -> 16 kHz)."""
     chosen = cli_value if cli_value is not None else settings.checkpoint
     if chosen is None:
+        if PACKAGED_CHECKPOINT.is_file():
+            return PACKAGED_CHECKPOINT
         raise UpsampleError("no checkpoint: pass --checkpoint FILE or set upsampling.checkpoint (--set upsampling.checkpoint=runs/x/best.pt)")
     path = Path(chosen)
     if not path.is_file():

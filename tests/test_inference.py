@@ -11,6 +11,7 @@ import soxr
 import torch
 from torch import nn
 
+from models import inference
 from models.checkpoint import save_checkpoint
 from models.inference import ChunkPlan, Upsampler, plan_outputs, upsample_array, upsample_file
 from models.interpolation import Interpolator
@@ -219,10 +220,21 @@ def test_one_file_output_must_be_a_new_wav(tmp_path, checkpoint, capsys):
     assert sf.info(src).samplerate == LOW and not (tmp_path / "a.flac").exists()
 
 
-def test_no_checkpoint_is_a_one_line_error(tmp_path, capsys):
+def test_no_checkpoint_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(inference, "PACKAGED_CHECKPOINT", tmp_path / "not_installed.pt")
     src = _write(tmp_path / "a.wav", 0.2)
     assert main(["upsample", str(src), "--settings", str(tmp_path / "none")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_packaged_model_is_the_default(tmp_path, capsys):
+    """`pipeline upsample talk.wav` with no checkpoint uses the model shipped in the package."""
+    assert inference.PACKAGED_CHECKPOINT.is_file()
+    src = _write(tmp_path / "talk.wav", 1.0, rate=8000)
+    assert main(["upsample", str(src), "--settings", str(tmp_path / "none"), "--device", "cpu"]) == 0
+    out = tmp_path / "talk_x4.wav"
+    info = sf.info(out)
+    assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
 
 
 def test_quiet_prints_nothing(tmp_path, checkpoint, capsys):
