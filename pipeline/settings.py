@@ -119,7 +119,7 @@ class ModelSettings(_Strict):
     hidden: int = Field(256, ge=8, description="bwe: channels of the ConvNeXt trunk")
     blocks: int = Field(6, ge=1, le=32, description="bwe: ConvNeXt blocks")
     n_fft: int = Field(512, ge=16, description="bwe: STFT size at the high rate (a multiple of 2 * factor)")
-    hop: int = Field(128, ge=1, description="bwe: STFT hop at the high rate")
+    hop: int = Field(160, ge=1, description="bwe: STFT hop at the high rate (10 ms at 16 kHz)")
     keep_below: float = Field(0.75, ge=0, le=1, description="bwe: bins below this fraction of the low-res Nyquist pass through untouched")
     excitation: int = Field(3, ge=0, le=6, description="bwe: harmonic excitations x**2 .. x**(excitation+1); 0 = none")
     lsd_weight: float = Field(1.0, ge=0, description="bwe: weight of its log-spectral distance loss")
