@@ -34,11 +34,16 @@ common="--quiet --set data.output_dir=.gpu/speech --set training.device=$DEVICE 
  --set training.num_workers=$workers --set training.epochs=1000 --set training.batch_size=$batch"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 
-# the research anchors, faithfully: MSE on the waveform, soxr input (made on the fly from the clips)
+# the research anchors, faithfully: MSE on the waveform, soxr input (made on the fly from the clips);
+# ONLY=bwe trains ours alone
+models="bwe=$RUNS/bwe/best.pt"
+if [ -z "${ONLY:-}" ]; then
+models="$models audiounet=$RUNS/audiounet/best.pt tfnet=$RUNS/tfnet/best.pt"
 python3 -m pipeline.cli train $resume $common $unet --set model.name=audiounet --set training.lowres_methods='["soxr"]' \
     --set training.lr_decay_steps=2500 --set training.run_dir=$RUNS/audiounet > "$OUT/train_audiounet.log" 2>&1 &
 python3 -m pipeline.cli train $resume $common $unet --set model.name=tfnet --set training.lowres_methods='["soxr"]' \
     --set training.lr_decay_steps=1500 --set training.run_dir=$RUNS/tfnet > "$OUT/train_tfnet.log" 2>&1 &
+fi
 # ours: every low-res method and a random gain, so that it does not learn one resampler's fingerprint
 python3 -m pipeline.cli train $resume $common $bwe --set model.name=bwe \
     --set training.lowres_methods='["soxr","decimate","butterworth","subsample"]' --set training.gain_db='[-12,0]' \
@@ -54,11 +59,12 @@ python3 -c "import sys, torch; c = torch.load(sys.argv[1], weights_only=True); t
 
 if [ "$phase" != start ]; then
     python3 benchmarks/bench_quality.py --test-dir .gpu/speech/test --device "$DEVICE" \
-        --model bwe=$RUNS/bwe/best.pt --model audiounet=$RUNS/audiounet/best.pt --model tfnet=$RUNS/tfnet/best.pt \
+        $(for m in $models; do printf -- "--model %s " "$m"; done) ${RTF_BF16:+--bf16} \
         --rtf-seconds ${RTF_SECONDS:-600} --rtf-copies ${RTF_COPIES:-8} ${MAX_FILES:+--max-files $MAX_FILES} --out "$OUT/quality" 2>&1 | tail -n 40
     # what limits training: the loader or the step (one process each, alone on the GPU)
     for m in "audiounet $unet" "tfnet $unet" "bwe $bwe"; do
         set -- $m
+        [ -n "${ONLY:-}" ] && [ "$1" != "$ONLY" ] && continue
         timeout 60 python3 benchmarks/bench_train.py --set data.output_dir=.gpu/speech --set model.name=$1 "${@:2}" \
             --set training.device=$DEVICE --set training.batch_size=$batch --set training.lowres_methods='["soxr"]' --workers 4 --steps 15 2>&1 | tail -n 4
     done
