@@ -29,6 +29,22 @@ def data_settings(input_dir: Path, output_dir: Path, **changes) -> DataSettings:
     return DataSettings(**base)
 
 
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """Training clips for a test module: 5 talks of 4 s -> 20 clips of 0.5 s; by talk: 12 train
+    (3 steps an epoch at batch 4), 4 val, 4 test."""
+    from preprocessing.splice import splice
+    from preprocessing.split import split
+
+    root = tmp_path_factory.mktemp("train_clips")
+    for i in range(5):
+        write_talk(root / "talks" / f"talk_{i}.flac", 4.0, seed=i)
+    data = data_settings(root / "talks", root / "clips", clip_seconds=0.5)
+    splice(data, quiet=True)
+    split(root / "clips", data.splits, quiet=True)
+    return root / "clips"
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "MANIFEST.csv").is_file():

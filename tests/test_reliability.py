@@ -150,18 +150,6 @@ def reference_clips(talks, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> Path:
-    """5 talks of 4 s -> 20 clips of 0.5 s; by talk: 12 train (3 steps an epoch), 4 val, 4 test."""
-    root = tmp_path_factory.mktemp("train_clips")
-    for i in range(5):
-        write_talk(root / "talks" / f"talk_{i}.flac", 4.0, seed=i)
-    data = data_settings(root / "talks", root / "clips", clip_seconds=0.5)
-    splice(data, quiet=True)
-    split(root / "clips", data.splits, quiet=True)
-    return root / "clips"
-
-
 def train_args(clips: Path, run_dir: Path, *more: str) -> list[str]:
     return ["--settings", str(run_dir.parent / "no_settings"), *sets(f"data.output_dir={clips}", f"training.run_dir={run_dir}", *TRAIN, *more), "--quiet"]
 

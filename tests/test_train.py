@@ -24,10 +24,7 @@ from models.registry import MODEL_FAMILIES, register
 from pipeline.cli import main
 from pipeline.settings import load_settings
 from preprocessing.lowres import make_lowres
-from preprocessing.splice import splice
-from preprocessing.split import split
 
-from .conftest import data_settings, write_talk
 
 TINY = ["model.width=8", "model.depth=2"]
 
@@ -40,18 +37,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> Path:
-    """5 talks of 4 s -> 20 clips of 0.5 s; by talk: 12 train, 4 val, 4 test."""
-    root = tmp_path_factory.mktemp("train_clips")
-    for i in range(5):
-        write_talk(root / "talks" / f"talk_{i}.flac", 4.0, seed=i)
-    data = data_settings(root / "talks", root / "clips", clip_seconds=0.5)
-    splice(data, quiet=True)
-    split(root / "clips", data.splits, quiet=True)
-    return root / "clips"
 
 
 def settings_for(clips: Path, run_dir: Path, *overrides: str):
