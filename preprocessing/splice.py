@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
 import hashlib
 import json
 import os
@@ -167,15 +166,6 @@ def rms_db(x: np.ndarray) -> float:
     return 10 * np.log10(ms) if ms > 0 else -np.inf
 
 
-def _remove_temporaries(folder: Path, key: str) -> None:
-    """Delete what a killed run left half-written for this source (only its own: with
-    ``talk_from=parent`` other sources of the same talk write into the same folder meanwhile)."""
-    if folder.is_dir():
-        for tmp in folder.glob(f".{glob.escape(key)}_[0-9][0-9][0-9][0-9][0-9].tmp*"):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-
 def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> SourceResult:
     """Cut one file into clip pairs under ``output_dir`` and record it as complete.
 
@@ -201,11 +191,14 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
     seconds_in = len(audio) / settings.sample_rate
     ext = settings.audio_format
     hr_dir, lr_dir = output_dir / "hr" / _safe(source.talk), output_dir / "lr" / _safe(source.talk)
-    _remove_temporaries(hr_dir, source.key)
-    _remove_temporaries(lr_dir, source.key)
+    starts = clip_starts(len(audio), settings)
+    # what a killed run left half-written for this source's clips, and only those: with
+    # talk_from=parent other sources of the same talk write into the same folders meanwhile
+    own_names = {f"{source.key}_{index:05d}.{ext}" for index in range(len(starts))}
+    remove_stale_temporaries(hr_dir, own_names)
+    remove_stale_temporaries(lr_dir, own_names)
 
     rows: list[dict] = []
-    starts = clip_starts(len(audio), settings)
     status, reason = "done", ""
     for index, start in enumerate(starts):
         clip = audio[start : start + settings.clip_samples]
