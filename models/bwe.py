@@ -89,6 +89,15 @@ def sinc_kernel(factor: int, half_width: int = 32, beta: float = 8.0) -> torch.T
     return torch.tensor(weights, dtype=torch.float32).unsqueeze(1)
 
 
+def _dft_bank(n_fft: int, low: int, high: int) -> torch.Tensor:
+    """``(2 * (high - low), 1, n_fft)`` Hann-windowed DFT rows of bins ``low .. high``: real parts, then
+    imaginary (``F.conv1d`` with them and stride ``hop`` is ``torch.stft``'s bins, frame by frame)."""
+    n = torch.arange(n_fft, dtype=torch.float64)
+    angle = 2 * math.pi * torch.arange(low, high, dtype=torch.float64)[:, None] * n / n_fft
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    return torch.cat([window * torch.cos(angle), -window * torch.sin(angle)]).float().unsqueeze(1)
+
+
 def sinc_upsample(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """``(batch, n)`` at the low rate -> ``(batch, n * factor)``, zero-padded at the edges (no delay)."""
     factor, _, width = kernel.shape
@@ -115,6 +124,10 @@ class ConvNeXtBlock(nn.Module):
 
 @register("bwe")
 class BandwidthExtender(nn.Module):
+    # bfloat16 autocast touches only the trunk: the signal path (interpolation, STFT bins, masks,
+    # iSTFT) runs in float32, so ``upsampling.bf16=auto`` turns it on (held-out scores unchanged)
+    bf16_safe = True
+
     def __init__(self, settings: ModelSettings, factor: int):
         super().__init__()
         self.factor = factor
@@ -150,6 +163,18 @@ class BandwidthExtender(nn.Module):
         self.mask_bins = min(self.n_bins, 2 * (self.in_bins - 1) + 1) - self.keep_bins
         self.head_sizes = (self.gain_bins, 2 * len(self.powers) * self.mask_bins, 2 * self.out_bins, 3 * self.out_bins)
         self.head = nn.Linear(hidden, sum(self.head_sizes))
+        # the STFT bins the forward pass reads (the input's up to the gain band, the powers' up to the
+        # mask band) as one bank of windowed DFT rows, applied by a strided convolution: a handful of
+        # bins out of n_fft // 2 + 1, without framing copies, several times faster than torch.stft on a CPU
+        self.dft_bins = max(self.in_bins, self.keep_bins + self.gain_bins)
+        self.register_buffer("dft", _dft_bank(self.n_fft, 0, self.dft_bins), persistent=False)
+        self.register_buffer("dft_masked", _dft_bank(self.n_fft, self.keep_bins, self.keep_bins + self.mask_bins), persistent=False)
+        # the image (the input zero-stuffed) has a spectrum that repeats every low_rate: when frames start
+        # on the low-rate grid, it is a factor-times-shorter DFT of the low-rate frames, tiled
+        self.image_from_low_rate = self.hop % factor == 0
+        bins = torch.arange(self.keep_bins, self.n_bins) % (self.n_fft // factor)
+        self.register_buffer("image_index", torch.minimum(bins, self.n_fft // factor - bins), persistent=False)
+        self.register_buffer("image_conj", bins > self.n_fft // (2 * factor), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,6 +195,28 @@ class BandwidthExtender(nn.Module):
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="constant", return_complex=True)
 
+    def _bins(self, x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        """The bins of ``bank`` (from :func:`_dft_bank`) of ``self._stft(x)`` ``(batch, bins, frames)``, as one
+        strided convolution."""
+        padded = F.pad(x.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2))
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # full float32: these are the signal's own bins
+            out = F.conv1d(padded, bank, stride=self.hop)
+        half = bank.shape[0] // 2
+        return torch.complex(out[:, :half], out[:, half:])
+
+    def _image_spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """``self._stft(image)[:, keep_bins:]`` of the image: the low-rate ``x`` ``(batch, n)`` zero-stuffed."""
+        f = self.factor
+        if not self.image_from_low_rate:
+            image = F.pad(x.unsqueeze(-1), (0, f - 1)).reshape(x.shape[0], -1)
+            return self._stft(image)[:, self.keep_bins :]
+        size = self.n_fft // f
+        # image frame t holds x at every factor-th sample: a size-point DFT, window taken every factor-th tap
+        frames = F.pad(x, (size // 2, size // 2)).unfold(-1, size, self.hop // f)  # (batch, frames, size)
+        low = torch.fft.rfft(frames * self.window[::f], dim=-1).transpose(1, 2)  # (batch, size // 2 + 1, frames)
+        tiled = low[:, self.image_index]
+        return torch.where(self.image_conj[:, None], tiled.conj(), tiled)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != 1:
             raise ValueError(f"expected a (batch, 1, n) low-res clip, got shape {tuple(x.shape)}")
@@ -177,7 +224,7 @@ class BandwidthExtender(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             # the signal path stays float32: the low band must come out as exact as the input
             x_up = sinc_upsample(x.float().reshape(batch, n), self.kernel)
-            spec = self._stft(x_up)  # (batch, bins, frames)
+            spec = self._bins(x_up, self.dft)  # bins 0 .. dft_bins (batch, dft_bins, frames)
             features, level = self._features(spec[:, : self.in_bins])
         h = self.pre(features)
         h = self.pre_norm(h.transpose(1, 2))
@@ -186,8 +233,7 @@ class BandwidthExtender(nn.Module):
         out = self.head(self.post_norm(h))  # (batch, frames, heads * out_bins)
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = out.float().transpose(1, 2)  # (batch, head outputs, frames)
-            image = F.pad(x.float().reshape(batch, n, 1), (0, self.factor - 1)).reshape(batch, n * self.factor)
-            residual = self._residual(x_up, image, spec, out, level)
+            residual = self._residual(x.float().reshape(batch, n), x_up, spec, out, level)
             full = F.pad(residual, (0, 0, self.keep_bins, 0))
             y = x_up + torch.istft(full, self.n_fft, self.hop, window=self.window, center=True, length=n * self.factor)
         return y.unsqueeze(1)
@@ -207,8 +253,9 @@ class BandwidthExtender(nn.Module):
         features = torch.cat([log_rel / 4, phasor.real, phasor.imag, advance.real, advance.imag, (log_level - context) / 4], dim=1)
         return features, level
 
-    def _residual(self, x_up: torch.Tensor, image: torch.Tensor, spec: torch.Tensor, out: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """The complex spectrum ``(batch, out_bins, frames)`` added above ``keep_bins``."""
+    def _residual(self, x: torch.Tensor, x_up: torch.Tensor, spec: torch.Tensor, out: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """The complex spectrum ``(batch, out_bins, frames)`` added above ``keep_bins`` (``x``: the input at
+        the low rate, ``(batch, n)``)."""
         batch, frames = out.shape[0], out.shape[-1]
         k0, kg = self.keep_bins, self.keep_bins + self.gain_bins
         gain_out, power_out, image_out, free_out = torch.split(out, self.head_sizes, dim=1)
@@ -221,16 +268,15 @@ class BandwidthExtender(nn.Module):
         residual = residual + F.pad(spec[:, k0:kg] * torch.expm1(gain), (0, 0, 0, self.out_bins - self.gain_bins))
 
         # excitations, each frame scaled to the input frame's level: degree 1 in the input, whatever p
-        n_powers = len(self.powers)
-        excitations = torch.stack([x_up.pow(p) for p in self.powers] + [image], dim=1)  # (batch, powers + 1, n)
-        exc = self._stft(excitations.flatten(0, 1))[:, k0:].view(batch, n_powers + 1, self.out_bins, frames)
-        exc_power, exc_image = exc[:, :n_powers, : self.mask_bins], exc[:, n_powers]
-        exc_power = exc_power * (level.unsqueeze(1) / (exc_power.abs().pow(2).mean(dim=2, keepdim=True).sqrt() + 1e-20))
+        exc_image = self._image_spectrum(x)
         exc_image = exc_image * (level / (exc_image.abs().pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-20))
-
         image_mask = torch.complex(image_out[:, : self.out_bins], image_out[:, self.out_bins :])
         residual = residual + image_mask * exc_image
+        n_powers = len(self.powers)
         if n_powers:
+            powers = torch.stack([x_up.pow(p) for p in self.powers], dim=1).flatten(0, 1)  # (batch * powers, n)
+            exc_power = self._bins(powers, self.dft_masked).view(batch, n_powers, self.mask_bins, frames)
+            exc_power = exc_power * (level.unsqueeze(1) / (exc_power.abs().pow(2).mean(dim=2, keepdim=True).sqrt() + 1e-20))
             mask = power_out.view(batch, n_powers, 2, self.mask_bins, frames)
             masked = (torch.complex(mask[:, :, 0], mask[:, :, 1]) * exc_power).sum(dim=1)
             residual = residual + F.pad(masked, (0, 0, 0, self.out_bins - self.mask_bins))
