@@ -33,7 +33,9 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -80,12 +82,16 @@ class Upsampler:
     factor: int
     low_rate: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    batch_size: int = 8
-    bf16: bool = False
+    batch_size: int | None = None  # None: 8 on a CPU, 64 on a GPU (more rows per call keep a GPU busy)
+    bf16: bool | str = False  # "auto": when the model keeps its signal path in float32 (``bf16_safe``)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
         self.model = self.model.to(self.device).eval()
+        if self.batch_size is None:
+            self.batch_size = 64 if self.device.type == "cuda" else 8
+        if self.bf16 == "auto":
+            self.bf16 = bool(getattr(self.model, "bf16_safe", False))
 
     @property
     def high_rate(self) -> int:
@@ -487,20 +493,37 @@ def upsample_paths(
         _say(f"error: {line}")
     plan = ChunkPlan.from_settings(settings, up.low_rate)
     durations = [_duration(src) for src, _ in pairs]
+    # several files at once on a GPU: while one file's windows are on the GPU, others are decoded,
+    # cross-faded and written (numpy, soundfile and torch release the GIL for that work)
+    workers = settings.workers or (4 if up.device.type == "cuda" else 1)
+    lock = threading.Lock()
     start = time.perf_counter()
     with tqdm(total=round(sum(durations), 1), desc="upsample", unit="s", disable=quiet, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
-        done_before = 0.0
-        for (src, dst), seconds in zip(pairs, durations):
-            result = upsample_file(src, dst, up, plan, settings.output_subtype, lambda n: bar.update(n / up.low_rate), (lambda line: None) if quiet else _say)
-            done_before += seconds
-            bar.update(done_before - bar.n)  # a failed file's unread seconds count as passed too
-            if result.error:
-                summary.failed += 1
-                summary.errors.append(result.error)
-                _say(f"error: {result.error}")
-            else:
-                summary.done += 1
-                summary.seconds += result.seconds
+
+        def advance(seconds: float) -> None:
+            with lock:
+                bar.update(seconds)
+
+        def one(pair: tuple[Path, Path], seconds: float) -> FileResult:
+            done = [0.0]
+
+            def progress(n: int) -> None:
+                done[0] += n / up.low_rate
+                advance(n / up.low_rate)
+
+            result = upsample_file(pair[0], pair[1], up, plan, settings.output_subtype, progress, (lambda line: None) if quiet else _say)
+            advance(max(0.0, seconds - done[0]))  # a failed file's unread seconds count as passed too
+            return result
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(one, pairs, durations):
+                if result.error:
+                    summary.failed += 1
+                    summary.errors.append(result.error)
+                    _say(f"error: {result.error}")
+                else:
+                    summary.done += 1
+                    summary.seconds += result.seconds
     summary.wall = time.perf_counter() - start
     if not quiet:
         print(summary.line(up))

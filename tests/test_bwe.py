@@ -199,3 +199,34 @@ def test_deterministic_in_eval_mode():
         first, second = model(x), model(x)
     assert torch.equal(first, second)
     assert torch.equal(first[0], first[2])  # and independent of the other rows of the batch
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_fft": 256, "hop": 64}, {"hop": 130}])
+def test_its_stft_shortcuts_give_torch_stft_bins(changes):
+    # the forward pass reads a few STFT bins through a DFT bank (a strided convolution) and the image's
+    # spectrum from a shorter DFT of the low-rate frames: both must be torch.stft's numbers
+    model = tiny(**changes).eval()
+    _, lr = speech_pair(0.7, seed=3)
+    x = torch.tensor(lr)[None].float()
+    x_up = sinc_upsample(x, model.kernel)
+    reference = model._stft(x_up)
+    for bank, low in ((model.dft, 0), (model.dft_masked, model.keep_bins)):
+        got = model._bins(x_up, bank)
+        want = reference[:, low : low + got.shape[1]]
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+    image = torch.nn.functional.pad(x.unsqueeze(-1), (0, FACTOR - 1)).reshape(1, -1)
+    want = model._stft(image)[:, model.keep_bins :]
+    got = model._image_spectrum(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
+
+
+def test_upsampler_turns_bf16_on_for_it_alone_when_auto():
+    from models.inference import Upsampler
+    from models.interpolation import Interpolator
+
+    assert Upsampler(tiny(), FACTOR, 4000, bf16="auto").bf16 is True
+    assert Upsampler(Interpolator(FACTOR, "cubic"), FACTOR, 4000, bf16="auto").bf16 is False
+    assert Upsampler(tiny(), FACTOR, 4000, bf16=False).bf16 is False
+    assert Upsampler(tiny(), FACTOR, 4000).batch_size == 8  # on a CPU

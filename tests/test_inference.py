@@ -211,6 +211,25 @@ def test_bad_inputs_fail_alone_with_one_line_each(tmp_path, checkpoint, capsys):
     assert leftover_temporaries(out) == []
 
 
+def test_files_upsampled_at_once_equal_one_at_a_time_and_fail_alone(tmp_path, checkpoint, capsys):
+    src = tmp_path / "in"
+    for k in range(4):
+        _write(src / f"talk_{k}.wav", 0.5 + k, seed=k)
+    (src / "broken.wav").write_bytes(b"RIFF")
+    outputs = {}
+    for workers in (1, 3):
+        out = tmp_path / f"out_{workers}"
+        code = main(["upsample", str(src), "-o", str(out), "--checkpoint", str(checkpoint), "--quiet", "--set", f"upsampling.workers={workers}"])
+        assert code == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(err) == 1 and "broken.wav" in err[0]
+        outputs[workers] = {p.name: sf.read(p, dtype="int16")[0] for p in sorted(out.iterdir())}
+        assert leftover_temporaries(out) == []
+    assert sorted(outputs[3]) == [f"talk_{k}.wav" for k in range(4)]
+    for name, audio in outputs[1].items():
+        assert np.array_equal(outputs[3][name], audio), name
+
+
 def test_one_file_output_must_be_a_new_wav(tmp_path, checkpoint, capsys):
     src = _write(tmp_path / "a.wav", 0.2)
     assert main(["upsample", str(src), "-o", str(tmp_path / "a.flac"), "--checkpoint", str(checkpoint), "-q"]) == 2
