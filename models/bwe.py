@@ -128,6 +128,12 @@ class BandwidthExtender(nn.Module):
     # iSTFT) runs in float32, so ``upsampling.bf16=auto`` turns it on (held-out scores unchanged)
     bf16_safe = True
 
+    def cast_trunk(self, dtype: torch.dtype) -> None:
+        """Hold the trunk and heads in ``dtype`` (bfloat16 for inference: ~8% faster on a CPU than
+        autocast, which casts activations and weights on every call); the signal path stays float32."""
+        for module in (self.pre, self.pre_norm, self.blocks, self.post_norm, self.head):
+            module.to(dtype)
+
     def __init__(self, settings: ModelSettings, factor: int):
         super().__init__()
         self.factor = factor
@@ -226,7 +232,7 @@ class BandwidthExtender(nn.Module):
             x_up = sinc_upsample(x.float().reshape(batch, n), self.kernel)
             spec = self._bins(x_up, self.dft)  # bins 0 .. dft_bins (batch, dft_bins, frames)
             features, level = self._features(spec[:, : self.in_bins])
-        h = self.pre(features)
+        h = self.pre(features.to(self.pre.weight.dtype))  # a trunk cast to bfloat16 (cast_trunk) takes bfloat16
         h = self.pre_norm(h.transpose(1, 2))
         for block in self.blocks:
             h = block(h)

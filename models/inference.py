@@ -30,6 +30,7 @@ one overlap, and the output is written (under a temporary name, renamed when com
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import sys
@@ -92,6 +93,11 @@ class Upsampler:
             self.batch_size = 64 if self.device.type == "cuda" else 8
         if self.bf16 == "auto":
             self.bf16 = bool(getattr(self.model, "bf16_safe", False))
+        self._autocast = bool(self.bf16)
+        if self.bf16 and hasattr(self.model, "cast_trunk"):  # bfloat16 weights: no casts at every call
+            self.model = copy.deepcopy(self.model)  # the caller's model keeps its float32 weights
+            self.model.cast_trunk(torch.bfloat16)
+            self._autocast = False
 
     @property
     def high_rate(self) -> int:
@@ -100,7 +106,7 @@ class Upsampler:
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` (r, n) float32 at the low rate -> (r, n * factor) float32 at the high rate."""
         out = np.empty((rows.shape[0], rows.shape[1] * self.factor), dtype=np.float32)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self._autocast else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             for start in range(0, rows.shape[0], self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(rows[start : start + self.batch_size])).to(self.device).unsqueeze(1)
