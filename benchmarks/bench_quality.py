@@ -11,8 +11,10 @@ scored with SNR, LSD and LSD-HF (``shared/docs/metrics.md``) beside sinc and cub
 every output rounded to 16 bits. Figures are means over files, per corpus.
 
 Speed: ``pipeline upsample`` as a user runs it, whole command included (process start, model load,
-read, write), on a ``--rtf-seconds`` talk cut from a test talk, ``--rtf-copies`` files of it in one
-folder (a folder of talks: what a GPU user runs); real-time factor = seconds of audio / wall seconds.
+read, write), on a ``--rtf-seconds`` talk cut from a test talk and resampled to the model's input rate
+(a telephone-band recording), ``--rtf-copies`` files of it in one folder (a folder of talks: what a GPU
+user runs); real-time factor = seconds of audio / wall seconds. ``bench_command.py`` times the command
+alone, with repeats and A-vs-B comparisons.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soxr
 
 from models.evaluate import evaluate_files
 from models.inference import load_upsampler
@@ -51,24 +54,41 @@ def test_files(args: argparse.Namespace) -> dict[str, tuple[list[Path], float]]:
     return out
 
 
-def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]], device: str, bf16: bool) -> pd.DataFrame:
+def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]], device: str, bf16: bool, methods: list[str]) -> pd.DataFrame:
+    """One row per file, system and low-res method (column ``method``)."""
     frames = []
     for i, (name, ckpt) in enumerate(models.items()):
-        up, info = load_upsampler(ckpt, UpsamplingSettings(device=device, bf16=bf16, batch_size=16), device)
-        for corpus, (paths, trim) in files.items():
-            scores = evaluate_files(up, up.factor, up.low_rate, "soxr", paths, trim_seconds=trim, quiet=True)
-            scores["system"] = scores["system"].replace({"model": name})
-            if i > 0:  # the baselines are the same for every model: keep the first model's
-                scores = scores[scores["system"] == name]
-            scores.insert(0, "corpus", corpus)
-            frames.append(scores)
+        up, info = load_upsampler(ckpt, UpsamplingSettings(device=device, bf16=True if bf16 else "auto", batch_size=16), device)
+        for method in methods:
+            for corpus, (paths, trim) in files.items():
+                scores = evaluate_files(up, up.factor, up.low_rate, method, paths, trim_seconds=trim, quiet=True)
+                scores["system"] = scores["system"].replace({"model": name})
+                if i > 0:  # the baselines are the same for every model: keep the first model's
+                    scores = scores[scores["system"] == name]
+                scores.insert(0, "corpus", corpus)
+                scores.insert(1, "method", method)
+                frames.append(scores)
         print(f"scored {name} ({ckpt})", file=sys.stderr)
     return pd.concat(frames, ignore_index=True)
 
 
-def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copies: int, device: str, bf16: bool) -> dict[str, float]:
+def method_matrix(scores: pd.DataFrame) -> str:
+    """Mean LSD and SNR over all files: a row per system, a column per low-res method of the input
+    (for models trained on one method each, the train-method x test-method matrix)."""
+    lines = []
+    for metric, label, fmt in (("lsd", "LSD", "{:.3f}"), ("snr", "SNR (dB)", "{:.2f}")):
+        table = scores.pivot_table(index="system", columns="method", values=metric, aggfunc="mean", sort=False)
+        methods = list(table.columns)
+        lines += [f"\n{label} by test low-res method (all files)", "| system | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        lines += [f"| {system} | " + " | ".join(fmt.format(v) for v in row) + " |" for system, row in table.iterrows()]
+    return "\n".join(lines)
+
+
+def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copies: int, device: str, bf16: bool, low_rate: int) -> dict[str, float]:
     audio, rate = read_audio(source)
     excerpt = np.tile(audio, int(np.ceil(seconds * rate / len(audio))))[: int(seconds * rate)]
+    # the talk as a user with a telephone-band recording has it: at the model's input rate (soxr HQ)
+    excerpt, rate = soxr.resample(excerpt, rate, low_rate, "HQ").astype(np.float32), low_rate
     factors = {}
     with tempfile.TemporaryDirectory(prefix="bench_rtf_") as tmp:
         folder = Path(tmp) / "talks"
@@ -76,8 +96,7 @@ def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copi
             write_audio(folder / f"talk_{k:02d}.wav", excerpt, rate)
         for name, ckpt in models.items():
             cmd = [sys.executable, "-m", "pipeline.cli", "upsample", str(folder), "-o", str(Path(tmp) / f"out_{name}"), "--checkpoint", str(ckpt), "--device", device, "--quiet"]
-            if bf16:
-                cmd += ["--set", "upsampling.bf16=true"]
+            cmd += ["--set", f"upsampling.bf16={'true' if bf16 else 'auto'}"]
             start = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=REPO)
             factors[name] = seconds * copies / (time.perf_counter() - start)
@@ -87,6 +106,7 @@ def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copi
 
 def table(scores: pd.DataFrame, speed: dict[str, float], speed_label: str) -> str:
     lines = []
+    scores = scores[scores["method"] == scores["method"].iloc[0]]  # the first method: soxr by default
     for corpus, group in [*scores.groupby("corpus", sort=False), ("all files", scores)]:
         means = group.groupby("system", sort=False)[["snr", "lsd", "lsd_hf"]].mean()
         files = group.groupby("system", sort=False)["file"].nunique()
@@ -106,7 +126,8 @@ def main() -> None:
     ap.add_argument("--test-dir", type=Path, help="score these files as they are instead of the test split")
     ap.add_argument("--max-files", type=int, default=None, help="at most this many files per corpus")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for every model")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for every model (default: upsampling.bf16=auto, on for bwe)")
+    ap.add_argument("--methods", default="soxr", help="comma-separated low-res methods of the input (the first is the main table; several add a method matrix)")
     ap.add_argument("--rtf-seconds", type=float, default=600.0)
     ap.add_argument("--rtf-copies", type=int, default=1)
     ap.add_argument("--no-rtf", action="store_true")
@@ -118,17 +139,21 @@ def main() -> None:
         ap.error("give at least one --model NAME=CHECKPOINT")
 
     files = test_files(args)
-    scores = score_all(models, files, args.device, args.bf16)
+    methods = args.methods.split(",")
+    scores = score_all(models, files, args.device, args.bf16, methods)
     speed: dict[str, float] = {}
     device_label = args.device
     if not args.no_rtf:
         talk = next(p for corpus, (paths, _) in files.items() if corpus == "talks" for p in paths) if "talks" in files else next(iter(files.values()))[0][0]
-        speed = realtime_factors(models, talk, args.rtf_seconds, args.rtf_copies, args.device, args.bf16)
+        low_rate = load_upsampler(next(iter(models.values())), UpsamplingSettings(device="cpu"), "cpu")[0].low_rate
+        speed = realtime_factors(models, talk, args.rtf_seconds, args.rtf_copies, args.device, args.bf16, low_rate)
     import torch
 
     where = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     label = f"x real time, {where}, {args.rtf_copies} x {args.rtf_seconds:g} s"
     text = table(scores, speed, label)
+    if len(methods) > 1:
+        text += "\n" + method_matrix(scores)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,99 @@
+"""``pipeline upsample`` timed as a user runs it: the whole command (Python start, torch import, model
+load, read, upsample, write), on one talk or a folder of talks at the model's input rate.
+
+    python benchmarks/bench_command.py                               # one 10-minute talk, this machine
+    python benchmarks/bench_command.py --copies 40 --device cuda     # a folder of 40 ten-minute talks
+    python benchmarks/bench_command.py --compare "--set upsampling.bf16=false"   # A vs B, alternating
+
+The talk is ``--seconds`` cut (and tiled if short) from ``--source`` (default: the first test talk of
+``../shared/data``, else a generated speech-like signal), resampled to 4 kHz with soxr HQ and written
+as 16-bit WAV: what a telephone-band recording looks like. Each configuration runs ``--repeats`` times,
+alternating with the others so that a busy machine slows them alike; printed: min / median / max of
+the wall time and the real-time factor (seconds of audio / wall seconds) at the median. The first
+extra run of each configuration warms the file cache and is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+REPO = Path(__file__).resolve().parents[1]
+LOW_RATE = 4000
+
+
+def talk_audio(source: Path | None, seconds: float) -> np.ndarray:
+    """``seconds`` of speech at :data:`LOW_RATE`, float32."""
+    if source is None:
+        default = REPO.parent / "shared" / "data" / "speech" / "talks" / "vcc2016_SM2.flac"
+        source = default if default.is_file() else None
+    if source is not None:
+        x, rate = sf.read(str(source), dtype="float32", always_2d=True)
+        x = x[:, 0]
+    else:
+        sys.path.insert(0, str(REPO))
+        from preprocessing.synth import synth_speech
+
+        rate = 16000
+        x = synth_speech(min(seconds, 60.0), rate).astype(np.float32)
+    x = np.tile(x, int(np.ceil(seconds * rate / len(x))))[: int(seconds * rate)]
+    return soxr.resample(x, rate, LOW_RATE, "HQ").astype(np.float32)
+
+
+def run(folder: Path, out: Path, device: str, extra: list[str]) -> float:
+    cmd = [sys.executable, "-m", "pipeline.cli", "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", *extra]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=600.0, help="length of each talk")
+    ap.add_argument("--copies", type=int, default=1, help="talks in the folder")
+    ap.add_argument("--source", type=Path, help="recording to cut the talk from")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--args", default="", help="extra arguments of pipeline upsample, e.g. \"--checkpoint x.pt\"")
+    ap.add_argument("--compare", action="append", default=[], metavar="ARGS", help="another configuration (repeatable)")
+    args = ap.parse_args()
+
+    audio = talk_audio(args.source, args.seconds)
+    total = args.seconds * args.copies
+    configs = [args.args, *[f"{args.args} {c}".strip() for c in args.compare]]
+    with tempfile.TemporaryDirectory(prefix="bench_command_") as tmp:
+        folder = Path(tmp) / "talks"
+        folder.mkdir()
+        for k in range(args.copies):
+            sf.write(str(folder / f"talk_{k:03d}.wav"), audio, LOW_RATE, subtype="PCM_16")
+        times: dict[str, list[float]] = {c: [] for c in configs}
+        for c in configs:
+            run(folder, Path(tmp) / "out", args.device, shlex.split(c))  # warm-up: file cache, kernels
+        for _ in range(args.repeats):
+            for c in configs:
+                times[c].append(run(folder, Path(tmp) / "out", args.device, shlex.split(c)))
+    import torch
+
+    where = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(f"pipeline upsample, whole command: {args.copies} x {args.seconds:g} s at {LOW_RATE} Hz ({total:g} s of audio), {where}")
+    print("| configuration | min s | median s | max s | x real time (median) |")
+    print("|---|---:|---:|---:|---:|")
+    base = statistics.median(times[configs[0]])
+    for c in configs:
+        med = statistics.median(times[c])
+        ratio = "" if c == configs[0] else f" ({base / med:.2f}x the first)"
+        print(f"| {c or 'defaults'} | {min(times[c]):.2f} | {med:.2f} | {max(times[c]):.2f} | {total / med:.1f}x{ratio} |")
+
+
+if __name__ == "__main__":
+    main()
