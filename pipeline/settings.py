@@ -123,7 +123,7 @@ class ModelSettings(_Strict):
     keep_below: float = Field(0.75, ge=0, le=1, description="bwe: bins below this fraction of the low-res Nyquist pass through untouched")
     excitation: int = Field(3, ge=0, le=6, description="bwe: harmonic excitations x**2 .. x**(excitation+1); 0 = none")
     lsd_weight: float = Field(1.0, ge=0, description="bwe: weight of its log-spectral distance loss")
-    snr_weight: float = Field(2.0, ge=0, description="bwe: weight of its SNR-below-sinc hinge loss")
+    snr_weight: float = Field(4.0, ge=0, description="bwe: weight of its SNR-below-sinc hinge loss")
     snr_margin_db: float = Field(1.0, description="bwe: the hinge asks for SNR at least sinc's plus this")
     phase_weight: float = Field(0.5, ge=0, description="bwe: weight of its anti-wrapping phase loss")
 
