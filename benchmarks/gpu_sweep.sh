@@ -10,7 +10,8 @@
 # The upload limit (64 MiB a call) can split .gpu/full over two calls (the second finds the first's
 # files still there); clips whose files did not arrive are left out of the splits, and said so.
 # Env: DEVICE (cuda), DATA (.gpu/full), RUNS (runs/sweep), OUT (logs, scores, weights), VARIANTS
-# (the SNR-hinge weights, "2 4 8"), BWE_DECAY_STEPS (7000); SIZE=tiny MAX_FILES=2 for a dry run on a CPU.
+# (the SNR-hinge weights, "2 4 8"), SWEEP (other runs instead: "name:--set k=v ...;name2:..."),
+# BWE_DECAY_STEPS (7000); SIZE=tiny MAX_FILES=2 for a dry run on a CPU.
 set -u
 minutes=$1
 DEVICE=${DEVICE:-cuda}
@@ -59,13 +60,21 @@ train() {  # name, then settings
     shift
     python3 -m pipeline.cli train $common --set training.run_dir=$RUNS/$name "$@" > "$OUT/train_$name.log" 2>&1 &
 }
-# every variant on every method (what ships), by SNR-hinge weight; then one method each (the matrix)
-for w in ${VARIANTS:-2 4 8}; do
-    train all_w$w --set model.snr_weight=$w --set training.lowres_methods=$all
-done
-for m in soxr decimate butterworth subsample; do
-    train only_$m --set training.lowres_methods="[\"$m\"]"
-done
+if [ -n "${SWEEP:-}" ]; then
+    # SWEEP="name1:--set a=1 --set b=2;name2:..." trains these instead, every method each
+    IFS=';' read -ra specs <<< "$SWEEP"
+    for spec in "${specs[@]}"; do
+        train "${spec%%:*}" --set training.lowres_methods=$all ${spec#*:}
+    done
+else
+    # every variant on every method (what ships), by SNR-hinge weight; then one method each (the matrix)
+    for w in ${VARIANTS:-2 4 8}; do
+        train all_w$w --set model.snr_weight=$w --set training.lowres_methods=$all
+    done
+    for m in soxr decimate butterworth subsample; do
+        train only_$m --set training.lowres_methods="[\"$m\"]"
+    done
+fi
 wait
 for log in "$OUT"/train_*.log; do echo "$log: $(tail -n 1 "$log")"; done
 
