@@ -116,7 +116,7 @@ class ModelSettings(_Strict):
     interpolation: Literal["cubic", "sinc"] = "cubic"
     dropout: float = Field(0.5, ge=0, lt=1)
     # the "bwe" family (models/bwe.py) only
-    hidden: int = Field(256, ge=8, description="bwe: channels of the ConvNeXt trunk")
+    hidden: int = Field(192, ge=8, description="bwe: channels of the ConvNeXt trunk")
     blocks: int = Field(6, ge=1, le=32, description="bwe: ConvNeXt blocks")
     n_fft: int = Field(512, ge=16, description="bwe: STFT size at the high rate (a multiple of 2 * factor)")
     hop: int = Field(160, ge=1, description="bwe: STFT hop at the high rate (10 ms at 16 kHz)")
