@@ -65,10 +65,23 @@ def set_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
+def _on_cpu(value):
+    """``value`` with every tensor inside it (dicts, lists, tuples) on the CPU: a checkpoint written by a
+    GPU run then loads with a plain ``torch.load`` on a machine without one (optimiser state is moved
+    back to the parameters' device by ``Optimizer.load_state_dict``)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
 def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
     """Write ``checkpoint`` to ``path`` under a temporary name renamed into place, so that a kill
     mid-write leaves the previous file intact; :class:`CheckpointError` when it cannot be written."""
-    checkpoint = {"format": FORMAT, "version": VERSION, **checkpoint}
+    checkpoint = {"format": FORMAT, "version": VERSION, **_on_cpu(checkpoint)}
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
     if missing:
         raise ValueError(f"checkpoint for {path} lacks {', '.join(missing)}")
