@@ -19,11 +19,7 @@ DATA=${DATA:-.gpu/full}
 RUNS=${RUNS:-runs/sweep}
 OUT=${OUT:-$RUNS/out}
 mkdir -p "$OUT" "$RUNS"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if [ -d .whl ] && ! python3 -c "import soundfile, soxr, pydantic" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 
 # splits of what arrived, and the validation clips as files for bench_quality
@@ -82,14 +78,8 @@ for log in "$OUT"/train_*.log; do echo "$log: $(tail -n 1 "$log")"; done
 # them ships) in float32, the one-method models (for the matrix) in float16
 for d in "$RUNS"/*/; do
     n=$(basename "$d"); [ -f "$d/best.pt" ] || continue
-    half=0; case $n in only_*) half=1;; esac
-    python3 -c "
-import sys, torch
-c = torch.load(sys.argv[1], weights_only=True)
-c = {k: v for k, v in c.items() if k not in ('optimizer', 'scheduler', 'rng')}
-if sys.argv[3] == '1':
-    c['model_state'] = {k: v.half() if v.is_floating_point() else v for k, v in c['model_state'].items()}
-torch.save(c, sys.argv[2])" "$d/best.pt" "$OUT/${n}_best.pt" $half
+    half=""; case $n in only_*) half=--half;; esac
+    python3 benchmarks/export_weights.py "$d/best.pt" "$OUT/${n}_best.pt" $half
 done
 models=$(for d in "$RUNS"/*/; do n=$(basename "$d"); [ -f "$d/best.pt" ] && printf -- "--model %s=%s " "$n" "$d/best.pt"; done)
 timeout ${VAL_TIMEOUT:-150} python3 benchmarks/bench_quality.py --test-dir "$DATA/valfiles" --device "$DEVICE" $models --no-rtf \

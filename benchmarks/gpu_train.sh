@@ -9,8 +9,8 @@
 #   bash benchmarks/gpu_train.sh once 4.5     # or: train 4.5 minutes from scratch, then score and time
 #
 # Env: DEVICE (cuda), RUNS (runs/gpu), OUT (where logs and results go; the device tool's $OUT),
-# SIZE=tiny for a dry run on a CPU. Wheels in .whl (soundfile, soxr, pydantic, ...) are installed first
-# when present: the GPU machine's python has torch but not those.
+# SIZE=tiny for a dry run on a CPU. gpu_env.sh installs the wheels carried in .whl first (the GPU
+# machine's python has torch but not soundfile, soxr, pydantic).
 set -u
 phase=$1
 minutes=$2
@@ -18,11 +18,7 @@ DEVICE=${DEVICE:-cuda}
 RUNS=${RUNS:-runs/gpu}
 OUT=${OUT:-$RUNS/out}
 mkdir -p "$OUT" "$RUNS"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if [ -d .whl ] && ! python3 -c "import soundfile, soxr, pydantic" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
+source "$(dirname "$0")/gpu_env.sh"
 if [ "${SIZE:-paper}" = tiny ]; then
     unet="--set model.width=4 --set model.depth=2"; bwe="--set model.hidden=16 --set model.blocks=1"; batch=4; workers=0
 else
@@ -54,8 +50,7 @@ for m in audiounet tfnet bwe; do
     cp "$RUNS/$m/history.csv" "$OUT/history_$m.csv" 2>/dev/null
 done
 # the weights and settings alone (no optimiser state): what ships, small enough to bring back
-python3 -c "import sys, torch; c = torch.load(sys.argv[1], weights_only=True); torch.save({k: v for k, v in c.items() if k not in ('optimizer', 'scheduler', 'rng')}, sys.argv[2])" \
-    "$RUNS/bwe/best.pt" "$OUT/bwe_best_weights.pt"
+python3 benchmarks/export_weights.py "$RUNS/bwe/best.pt" "$OUT/bwe_best_weights.pt"
 
 if [ "$phase" != start ]; then
     python3 benchmarks/bench_quality.py --test-dir .gpu/speech/test --device "$DEVICE" \
