@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 LOW_RATE = 4000
 
 
-def talk_audio(source: Path | None, seconds: float) -> np.ndarray:
-    """``seconds`` of speech at :data:`LOW_RATE`, float32."""
+def talk_audio(source: Path | None, seconds: float, low_rate: int = LOW_RATE) -> np.ndarray:
+    """``seconds`` of speech at ``low_rate`` (soxr HQ), float32."""
     if source is None:
         default = REPO.parent / "shared" / "data" / "speech" / "talks" / "vcc2016_SM2.flac"
         source = default if default.is_file() else None
@@ -47,10 +47,19 @@ def talk_audio(source: Path | None, seconds: float) -> np.ndarray:
         rate = 16000
         x = synth_speech(min(seconds, 60.0), rate).astype(np.float32)
     x = np.tile(x, int(np.ceil(seconds * rate / len(x))))[: int(seconds * rate)]
-    return soxr.resample(x, rate, LOW_RATE, "HQ").astype(np.float32)
+    return soxr.resample(x, rate, low_rate, "HQ").astype(np.float32)
+
+
+def write_talks(folder: Path, audio: np.ndarray, rate: int, copies: int) -> Path:
+    """``copies`` 16-bit WAV files of ``audio`` in ``folder``: a folder of talks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(copies):
+        sf.write(str(folder / f"talk_{k:03d}.wav"), audio, rate, subtype="PCM_16")
+    return folder
 
 
 def run(folder: Path, out: Path, device: str, extra: list[str]) -> float:
+    """Wall seconds of ``pipeline upsample FOLDER -o OUT`` in a new process."""
     cmd = [sys.executable, "-m", "pipeline.cli", "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -72,10 +81,7 @@ def main() -> None:
     total = args.seconds * args.copies
     configs = [args.args, *[f"{args.args} {c}".strip() for c in args.compare]]
     with tempfile.TemporaryDirectory(prefix="bench_command_") as tmp:
-        folder = Path(tmp) / "talks"
-        folder.mkdir()
-        for k in range(args.copies):
-            sf.write(str(folder / f"talk_{k:03d}.wav"), audio, LOW_RATE, subtype="PCM_16")
+        folder = write_talks(Path(tmp) / "talks", audio, LOW_RATE, args.copies)
         times: dict[str, list[float]] = {c: [] for c in configs}
         for c in configs:
             run(folder, Path(tmp) / "out", args.device, shlex.split(c))  # warm-up: file cache, kernels

@@ -20,20 +20,17 @@ alone, with repeats and A-vs-B comparisons.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import soxr
+from bench_command import run as run_command  # this folder: the same command timing
+from bench_command import talk_audio, write_talks
 
 from models.evaluate import evaluate_files
 from models.inference import load_upsampler
 from pipeline.settings import UpsamplingSettings
-from preprocessing.audio import read_audio, write_audio
 
 REPO = Path(__file__).resolve().parents[1]
 TRIM = {"talks": 30.0, "utterances": 0.0}
@@ -85,21 +82,14 @@ def method_matrix(scores: pd.DataFrame) -> str:
 
 
 def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copies: int, device: str, bf16: bool, low_rate: int) -> dict[str, float]:
-    audio, rate = read_audio(source)
-    excerpt = np.tile(audio, int(np.ceil(seconds * rate / len(audio))))[: int(seconds * rate)]
-    # the talk as a user with a telephone-band recording has it: at the model's input rate (soxr HQ)
-    excerpt, rate = soxr.resample(excerpt, rate, low_rate, "HQ").astype(np.float32), low_rate
+    # the talk as a user with a telephone-band recording has it: at the model's input rate
+    audio = talk_audio(source, seconds, low_rate)
     factors = {}
     with tempfile.TemporaryDirectory(prefix="bench_rtf_") as tmp:
-        folder = Path(tmp) / "talks"
-        for k in range(copies):
-            write_audio(folder / f"talk_{k:02d}.wav", excerpt, rate)
+        folder = write_talks(Path(tmp) / "talks", audio, low_rate, copies)
         for name, ckpt in models.items():
-            cmd = [sys.executable, "-m", "pipeline.cli", "upsample", str(folder), "-o", str(Path(tmp) / f"out_{name}"), "--checkpoint", str(ckpt), "--device", device, "--quiet"]
-            cmd += ["--set", f"upsampling.bf16={'true' if bf16 else 'auto'}"]
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, cwd=REPO)
-            factors[name] = seconds * copies / (time.perf_counter() - start)
+            extra = ["--checkpoint", str(ckpt), "--set", f"upsampling.bf16={'true' if bf16 else 'auto'}"]
+            factors[name] = seconds * copies / run_command(folder, Path(tmp) / f"out_{name}", device, extra)
             print(f"timed {name}: {factors[name]:.1f}x real time", file=sys.stderr)
     return factors
 
