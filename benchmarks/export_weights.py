@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 
-TRAINING_STATE = ("optimizer", "scheduler", "rng")
+TRAINING_STATE = ("train_state", "optimizer", "scheduler", "rng")
 
 
 def main() -> None:

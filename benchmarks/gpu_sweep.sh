@@ -11,7 +11,8 @@
 # files still there); clips whose files did not arrive are left out of the splits, and said so.
 # Env: DEVICE (cuda), DATA (.gpu/full), RUNS (runs/sweep), OUT (logs, scores, weights), VARIANTS
 # (the SNR-hinge weights, "2 4 8"), SWEEP (other runs instead: "name:--set k=v ...;name2:..."),
-# BWE_DECAY_STEPS (7000); SIZE=tiny MAX_FILES=2 for a dry run on a CPU.
+# BWE_DECAY_STEPS (7000), VAL_TIMEOUT (150 s of validation scoring there; 0: none, score where the
+# weights come back); SIZE=tiny MAX_FILES=2 for a dry run on a CPU.
 set -u
 minutes=$1
 DEVICE=${DEVICE:-cuda}
@@ -75,16 +76,18 @@ wait
 for log in "$OUT"/train_*.log; do echo "$log: $(tail -n 1 "$log")"; done
 
 # the weights alone (no optimiser state), small enough to bring back: the SNR-weight variants (one of
-# them ships) in float32, the one-method models (for the matrix) in float16
+# them ships) in float32, the one-method models (for the matrix) in float16; a model too big to come
+# back (over 16 MiB: the research anchors at the paper's size) stays in $RUNS, to be scored there
 for d in "$RUNS"/*/; do
     n=$(basename "$d"); [ -f "$d/best.pt" ] || continue
     half=""; case $n in only_*) half=--half;; esac
     python3 benchmarks/export_weights.py "$d/best.pt" "$OUT/${n}_best.pt" $half
+    [ "$(stat -c %s "$OUT/${n}_best.pt")" -le $((16 << 20)) ] || mv "$OUT/${n}_best.pt" "$d/weights.pt"
 done
 models=$(for d in "$RUNS"/*/; do n=$(basename "$d"); [ -f "$d/best.pt" ] && printf -- "--model %s=%s " "$n" "$d/best.pt"; done)
-timeout ${VAL_TIMEOUT:-150} python3 benchmarks/bench_quality.py --test-dir "$DATA/valfiles" --device "$DEVICE" $models --no-rtf \
+[ "${VAL_TIMEOUT:-150}" = 0 ] || timeout ${VAL_TIMEOUT:-150} python3 benchmarks/bench_quality.py --test-dir "$DATA/valfiles" --device "$DEVICE" $models --no-rtf \
     ${MAX_FILES:+--max-files $MAX_FILES} --out "$OUT/val" > "$OUT/val.txt" 2>&1
-tail -n 14 "$OUT/val.txt"
+[ -f "$OUT/val.txt" ] && tail -n 14 "$OUT/val.txt"
 # TEST=1: the test speakers too, every input method (slow: the scoring runs on one CPU core; the
 # matrix can be scored on any machine from the weights brought back)
 if [ -n "${TEST:-}" ]; then

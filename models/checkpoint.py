@@ -11,7 +11,9 @@ Keys: ``format``, ``version``, ``family``, ``model`` (ModelSettings as a dict), 
 number of the epoch last trained, as in ``history.csv``), ``epochs_done`` and ``epoch_batches``
 (whole epochs done, and batches done in a partial one), ``step``, ``best_val_loss``, ``best_epoch``,
 ``val`` (the scores of the validation at this point), ``history`` (one dict per validation),
-``optimizer``, ``scheduler``, ``rng`` (a list, one per process).
+``optimizer``, ``scheduler``, ``rng`` (a list, one per process). With ``training.ema_decay``,
+``model_state`` holds the moving average of the weights (what is validated and used) and
+``train_state`` the weights the optimiser is working on (what resuming needs).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ FORMAT = "audio-superres-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "family", "model", "data", "model_state")
 DATA_KEYS = ("sample_rate", "factor", "low_rate", "lowres")
-_TRAINING_STATE_KEYS = ("model_state", "optimizer", "scheduler", "rng")
+_TRAINING_STATE_KEYS = ("model_state", "train_state", "optimizer", "scheduler", "rng")
 
 
 class CheckpointError(Exception):

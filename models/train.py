@@ -4,7 +4,8 @@ One readable function, :func:`train`, top to bottom: processes and device, data,
 and schedule, resume, the loop, validation, checkpoints. Writes to ``training.run_dir``:
 
 * ``last.pt`` after every validation and ``best.pt`` when the validation loss is the lowest so far
-  (see :mod:`models.checkpoint`); ``history.csv`` (one row per validation: normally one per epoch,
+  (see :mod:`models.checkpoint`; with ``training.ema_decay`` the weights validated and kept are the
+  moving average of the trained ones, a cheap ensemble over the last ~``1 / (1 - decay)`` steps); ``history.csv`` (one row per validation: normally one per epoch,
   plus one where ``max_steps`` stops a run mid-epoch; columns ``train_loss``, ``val_loss``, each
   loss term as ``train_loss_<term>`` / ``val_loss_<term>``, the scores ``val_snr``, ``val_lsd``,
   ``val_lsd_hf``, and ``best``) and ``curves.png`` (redrawn at most every 30 s and at the end).
@@ -30,6 +31,7 @@ through gloo, on CUDA through NCCL.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import os
@@ -54,7 +56,7 @@ from preprocessing.audio import atomic_path, atomic_write_text, remove_stale_tem
 
 from . import metrics
 from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import ClipDataset, EpochBatches, cache_fits, load_split, make_loader, split_info
+from .data import ClipDataset, EpochBatches, TalkBalancedSampler, cache_fits, load_split, make_loader, split_info
 from .losses import training_loss
 from .registry import build_model
 
@@ -140,6 +142,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def update_ema(average: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """Move ``average``'s weights towards ``model``'s: ``avg += (1 - d) * (w - avg)``, with ``d`` ramped
+    up as ``min(decay, (1 + step) / (10 + step))`` so that the first steps are not held back by the
+    initial weights (as in TensorFlow's ExponentialMovingAverage); buffers are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - d)
+    for a, b in zip(average.buffers(), model.buffers()):
+        a.copy_(b)
 
 
 def forward_backward(
@@ -265,8 +278,8 @@ def _check_resumable(checkpoint: dict, path: Path, settings: Settings, data: dic
         if checkpoint["data"][key] != data[key]:
             raise TrainingError(f"{path}: the run was trained on data with {key}={checkpoint['data'][key]!r}, the splits now give {data[key]!r}")
     training_then = checkpoint.get("training", {})
-    for key in ("batch_size", "seed"):
-        if training_then.get(key) != getattr(settings.training, key):
+    for key in ("batch_size", "seed", "talk_sampling_power"):
+        if training_then.get(key, type(settings.training).model_fields[key].default) != getattr(settings.training, key):
             raise TrainingError(f"{path}: the run used training.{key}={training_then.get(key)}; resuming with {getattr(settings.training, key)} would change the data order")
     if len(checkpoint["rng"]) != world:
         raise TrainingError(f"{path}: the run was made by {len(checkpoint['rng'])} process(es); resume it with the same number, not {world}")
@@ -338,6 +351,10 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         torch.set_float32_matmul_precision("high")
     if t.mse_weight + t.stft_weight <= 0 and not callable(getattr(raw_model, "training_losses", None)):
         raise TrainingError(f"training.mse_weight and stft_weight are both 0 and model {settings.model.name} adds no loss of its own: nothing to minimise")
+    # the weights that are validated, kept and shipped: the trained ones, or their moving average
+    # (every process keeps the same one, from the same all-reduced updates)
+    ema_model = copy.deepcopy(raw_model).requires_grad_(False) if t.ema_decay is not None else None
+    scored_model = ema_model if ema_model is not None else raw_model
     # buffers are not re-broadcast before each forward: the families' buffers are constants
     # (interpolation kernels, windows), identical on every process from the start
     no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
@@ -348,10 +365,15 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
     # loaders: every process walks its share of one seeded order; rank 0 alone validates
     cache_train = cache_fits(train_rows, not on_the_fly, t.cache_gb)
     train_set = ClipDataset(
-        clips_dir, train_rows, factor, info["sample_rate"], methods if on_the_fly else None, t.gain_db,
+        clips_dir, train_rows, factor, info["sample_rate"], methods if on_the_fly else None, t.gain_db, t.speed, t.crop_seconds,
         train=True, seed=t.seed, cache=cache_train, quiet=quiet or not master, name="train",
     )  # fmt: skip
-    sampler = DistributedSampler(train_set, num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=t.seed)
+    if t.talk_sampling_power == 1.0:
+        sampler = DistributedSampler(train_set, num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=t.seed)
+    else:
+        if "talk" not in train_rows.columns:
+            raise TrainingError(f"{clips_dir / 'splits' / 'train.csv'}: no talk column, which training.talk_sampling_power needs; re-run `pipeline split`")
+        sampler = TalkBalancedSampler(train_rows["talk"], train_rows["seconds"], t.talk_sampling_power, procs.world, procs.rank, t.seed)
     batches = EpochBatches(sampler, t.batch_size)
     pin = device.type == "cuda"
     train_loader = make_loader(train_set, t.num_workers, pin, t.seed, batch_sampler=batches)
@@ -376,7 +398,10 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
     if resume:
         checkpoint = read_checkpoint(last_path, map_location="cpu")
         _check_resumable(checkpoint, last_path, settings, data, procs.world)
-        raw_model.load_state_dict(checkpoint["model_state"])
+        # with an average, model_state holds it and train_state the trained weights
+        raw_model.load_state_dict(checkpoint.get("train_state", checkpoint["model_state"]))
+        if ema_model is not None:
+            ema_model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         set_rng_state(checkpoint["rng"][procs.rank])
@@ -417,6 +442,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
                 )
             optimizer.step()
             scheduler.step()
+            if ema_model is not None:
+                update_ema(ema_model, raw_model, t.ema_decay, step)
             step += 1
             epoch_batches += 1
             n_batches += 1
@@ -445,7 +472,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         rngs = _gather(rng_state())
         improved = False
         if master:
-            val = validate(raw_model, val_loader, device, loss_weights, info["sample_rate"], info["low_rate"])
+            val = validate(scored_model, val_loader, device, loss_weights, info["sample_rate"], info["low_rate"])
             improved = val["val_loss"] < best_val_loss
             if improved:
                 best_val_loss, best_epoch = val["val_loss"], epoch_number
@@ -456,7 +483,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
                 "model": settings.model.model_dump(mode="json"),
                 "data": data,
                 "training": t.model_dump(mode="json"),
-                "model_state": raw_model.state_dict(),
+                "model_state": scored_model.state_dict(),
+                **({"train_state": raw_model.state_dict()} if ema_model is not None else {}),
                 "epoch": epoch_number,
                 "epochs_done": epoch,
                 "epoch_batches": epoch_batches,

@@ -151,6 +151,24 @@ class TrainingSettings(_Strict):
         description="low-res methods to train on, one drawn per example and made from the high-res clip; [] = the stored low-res files",
     )
     gain_db: tuple[float, float] = Field((0.0, 0.0), description="random gain range (dB) applied to each training pair; (0, 0) = none")
+    speed: tuple[float, float] = Field(
+        (1.0, 1.0),
+        description="random speed range applied to each training clip before its input is made (as `sox speed`: pitch, formants and tempo "
+        "scale together; a new voice from the same recording); (1, 1) = none. Needs lowres_methods and crop_seconds",
+    )
+    crop_seconds: float | None = Field(
+        None, gt=0, description="train on a window of this length at a random offset in each clip (after the speed change); null = whole clips"
+    )
+    talk_sampling_power: float = Field(
+        1.0, ge=0, le=1,
+        description="draw training clips so that a talk's (speaker's) share is its duration to this power: 1 = every clip equally "
+        "(a long talk as often as it is long), 0 = every talk equally, 0.5 between; an epoch keeps its number of clips",
+    )
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1,
+        description="keep an exponential moving average of the weights (per step; 0.999 spans about the last 1000 steps): validation, "
+        "best.pt and inference use the average; null = the weights as trained",
+    )
     cache_gb: float = Field(2.0, ge=0, description="keep decoded clips in memory when a split fits in this many GB; 0 = read from disk")
     max_minutes: float | None = Field(
         None, gt=0, description="stop after the first validation past this many minutes of this command (a time-boxed job; --resume goes on)"
@@ -162,6 +180,12 @@ class TrainingSettings(_Strict):
             raise ValueError(f"gain_db must be [low, high] with low <= high, got {list(self.gain_db)}")
         if len(set(self.lowres_methods)) != len(self.lowres_methods):
             raise ValueError(f"lowres_methods lists a method twice: {self.lowres_methods}")
+        if not 0 < self.speed[0] <= self.speed[1]:
+            raise ValueError(f"speed must be [low, high] with 0 < low <= high, got {list(self.speed)}")
+        if self.speed != (1.0, 1.0) and not (self.lowres_methods and self.crop_seconds):
+            # the input must be made after the speed change, and a changed clip length must be cut
+            # back to one length for a batch
+            raise ValueError("speed needs lowres_methods (the input is made from the changed clip) and crop_seconds (one length per batch)")
         return self
 
 

@@ -18,12 +18,14 @@ from torch.utils.data import DistributedSampler
 
 import models.train as train_module
 from models.checkpoint import load_model, read_checkpoint
-from models.data import ClipDataset, EpochBatches, load_split
+from models.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, load_split
 from models.losses import stft_loss_terms, training_loss
 from models.registry import MODEL_FAMILIES, register
 from pipeline.cli import main
 from pipeline.settings import load_settings
 from preprocessing.lowres import make_lowres
+
+from .conftest import tone
 
 
 TINY = ["model.width=8", "model.depth=2"]
@@ -71,10 +73,12 @@ def test_cli_train_writes_checkpoints_history_and_summary(clips, tmp_path, capsy
     assert captured.out == "" and captured.err == ""
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_run(clips, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["training.ema_decay=0.8", "training.talk_sampling_power=0"]], ids=["plain", "ema_balanced"])
+def test_resume_continues_exactly_as_an_uninterrupted_run(clips, tmp_path, extra):
     # on-the-fly low-res methods and random gain: the data order and every random choice must
-    # come back too, and not depend on the number of loader workers
-    common = ["training.epochs=2", "training.lr_decay_steps=6", "training.lowres_methods=[\"soxr\",\"subsample\",\"decimate\"]", "training.gain_db=[-6,0]"]
+    # come back too, and not depend on the number of loader workers; with a moving average, both
+    # it and the trained weights
+    common = ["training.epochs=2", "training.lr_decay_steps=6", "training.lowres_methods=[\"soxr\",\"subsample\",\"decimate\"]", "training.gain_db=[-6,0]", *extra]
     whole = train_module.train(settings_for(clips, tmp_path / "whole", *common), quiet=True)
     assert whole.steps == 6
 
@@ -84,8 +88,11 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(clips, tmp_path):
     assert rest.steps == 6
 
     a, b = read_checkpoint(tmp_path / "whole" / "last.pt"), read_checkpoint(tmp_path / "split" / "last.pt")
-    for name, tensor in a["model_state"].items():
-        assert torch.equal(tensor, b["model_state"][name]), name
+    states = ["model_state", "train_state"] if extra else ["model_state"]
+    assert ("train_state" in a) == bool(extra)
+    for key in states:
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
     for i, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][i]["exp_avg_sq"])
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
@@ -173,8 +180,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monk
         ("training.gain_db=[6,-6]", "gain_db must be [low, high]"),
         ("training.lowres_methods=[\"soxr\",\"soxr\"]", "lists a method twice"),
         ("training.batch_size=0", "--set training.batch_size"),
-        ("training.speed=2", "--set training.speed: unknown key"),
+        ("training.pitch=2", "--set training.pitch: unknown key"),
+        ("training.speed=[0,1.1]", "speed must be [low, high] with 0 < low <= high"),
+        ("training.speed=[0.9,1.1]", "speed needs lowres_methods"),
         ("training.device=tpu", "--set training.device"),
+        ("training.talk_sampling_power=1.5", "--set training.talk_sampling_power: Input should be less than or equal to 1"),
+        ("training.ema_decay=1", "--set training.ema_decay: Input should be less than 1"),
         ("data.factor=2", "clips are 16000 Hz with factor 4, but data.sample_rate=16000 and data.factor=2"),
         ("model.name=resnet", "model.name 'resnet' is not a model family"),
     ],
@@ -235,6 +246,39 @@ def test_random_lowres_methods_and_gain(clips):
         assert np.abs(lr[0].numpy() - make_lowres(hr[0].numpy(), 4, methods[i % 4])).max() <= 1 / 32768
 
 
+def test_speed_and_crop_make_new_voices_of_one_length(clips, tmp_path):
+    # clips of a 1 kHz tone: at speed s the window holds an s kHz tone
+    import soundfile as sf
+
+    for i in range(12):
+        sf.write(tmp_path / f"tone{i}.wav", tone(1000.0, 0.5, 16000), 16000, subtype="PCM_16")
+    rows = pd.DataFrame({"clip_id": [f"t{i}" for i in range(12)], "hr_path": [f"tone{i}.wav" for i in range(12)], "seconds": 0.5})
+    ds = ClipDataset(tmp_path, rows, 4, 16000, methods=["soxr"], speed=(0.8, 1.25), crop_seconds=0.375, train=True, seed=1)
+    speeds = []
+    for i in range(len(ds)):
+        lr, hr = ds[(i, 0)]
+        assert lr.shape == (1, 1500) and hr.shape == (1, 6000)  # 0.375 s at 16 kHz, a multiple of the factor
+        assert np.abs(lr[0].numpy() - make_lowres(hr[0].numpy(), 4, "soxr")).max() <= 1 / 32768  # input made after the change
+        assert torch.equal(ds[(i, 0)][1], hr)  # the same key, the same example
+        spectrum = np.abs(np.fft.rfft(hr[0].numpy() * np.hanning(6000), 1 << 18))
+        speeds.append(np.fft.rfftfreq(1 << 18, 1 / 16000)[spectrum.argmax()] / 1000.0)
+    assert 0.8 - 1e-3 <= min(speeds) < 0.95 and 1.1 < max(speeds) <= 1.25 + 1e-3  # drawn across the range
+    assert not torch.equal(ds[(0, 0)][1], ds[(0, 1)][1])  # new draws each epoch
+    # without a speed change the window is the stored clip's samples at an offset that is a multiple of the factor
+    stored = ClipDataset(clips, load_split(clips, "train"), 4, 16000, cache=True)
+    crop = ClipDataset(clips, load_split(clips, "train"), 4, 16000, crop_seconds=0.25, train=True, seed=1)
+    for i in range(3):
+        lr, hr = crop[(i, 0)]
+        full_lr, full_hr = stored[i]
+        offsets = [o for o in range(0, 8000 - 4000 + 1, 4) if torch.equal(full_hr[0, o : o + 4000], hr[0])]
+        assert offsets and torch.equal(full_lr[0, offsets[0] // 4 : offsets[0] // 4 + 1000], lr[0])
+    # validation sees whole clips, unchanged; a window longer than a clip at the top speed is refused
+    val = ClipDataset(tmp_path, rows, 4, 16000, methods=["soxr"], speed=(0.8, 1.25), crop_seconds=0.375, train=False)
+    assert val[0][1].shape == (1, 8000) and np.allclose(val[0][1][0].numpy(), tone(1000.0, 0.5, 16000), atol=1 / 32768)
+    with pytest.raises(DataError, match=r"crop_seconds 0.45 is longer than the shortest training clip \(0.5 s\) at speed 1.25"):
+        ClipDataset(tmp_path, rows, 4, 16000, methods=["soxr"], speed=(0.8, 1.25), crop_seconds=0.45, train=True)
+
+
 def test_stored_pairs_cached_or_not_are_the_files(clips):
     rows = load_split(clips, "val")
     cached, disk = ClipDataset(clips, rows, 4, 16000, cache=True), ClipDataset(clips, rows, 4, 16000, cache=False)
@@ -264,6 +308,71 @@ def test_epoch_batches_are_seeded_and_skip_what_was_done():
         b.set_epoch(2)
         halves.append({k[0] for batch in b for k in batch})
     assert halves[0] | halves[1] == set(range(10)) and not halves[0] & halves[1]
+
+
+def test_talk_balanced_sampler_shares_and_repeats(clips):
+    # 3 talks of 60, 30 and 10 clips of 1 s
+    talks = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
+    share = {}
+    for power in (1.0, 0.5, 0.0):
+        sampler = TalkBalancedSampler(talks, [1.0] * 100, power, seed=3)
+        drawn = []
+        for epoch in range(200):
+            sampler.set_epoch(epoch)
+            drawn += [i for i, _ in sampler]
+        assert len(sampler) == 100 and len(drawn) == 20000
+        share[power] = np.bincount([ord(talks[i]) - ord("a") for i in drawn], minlength=3) / len(drawn)
+    expected = {p: np.array([60.0, 30.0, 10.0]) ** p / (np.array([60.0, 30.0, 10.0]) ** p).sum() for p in share}
+    for power in share:
+        assert np.abs(share[power] - expected[power]).max() < 0.02, (power, share[power])
+    # seeded by epoch; two processes split one draw; a clip drawn again carries its repeat count
+    sampler = TalkBalancedSampler(talks, [1.0] * 100, 0.0, seed=3)
+    sampler.set_epoch(5)
+    once, again = list(sampler), list(sampler)
+    assert once == again
+    sampler.set_epoch(6)
+    assert list(sampler) != once
+    halves = []
+    for rank in range(2):
+        part = TalkBalancedSampler(talks, [1.0] * 100, 0.0, num_replicas=2, rank=rank, seed=3)
+        part.set_epoch(5)
+        halves.append(list(part))
+    assert sorted(halves[0] + halves[1]) == sorted(once)
+    counts: dict[int, int] = {}
+    for i, k in once:
+        assert k == counts.get(i, 0)
+        counts[i] = k + 1
+    assert max(counts.values()) > 1  # the 10 clips of talk c fill a third of the draws
+    # the repeats reach the dataset as (index, epoch, k), and make other examples of the same clip
+    rows = load_split(clips, "train")
+    batches = EpochBatches(TalkBalancedSampler(rows["talk"], rows["seconds"], 0.0, seed=1), 4)
+    batches.set_epoch(2)
+    keys = [key for batch in batches for key in batch]
+    assert all(key[1] == 2 and (len(key) == 2 or key[2] > 0) for key in keys)
+    ds = ClipDataset(clips, rows, 4, 16000, methods=["soxr", "subsample", "decimate"], gain_db=(-12.0, 0.0), train=True, seed=1)
+    assert not torch.equal(ds[(0, 2)][0], ds[(0, 2, 1)][0]) and torch.equal(ds[(0, 2)][0], ds[(0, 2, 0)][0])
+
+
+def test_ema_moves_towards_the_weights_and_is_what_best_pt_holds(clips, tmp_path):
+    average, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        average.weight.fill_(0.0), model.weight.fill_(1.0)
+    for step in range(3):  # decay ramps up: min(0.9, 1/10), min(0.9, 2/11), min(0.9, 3/12)
+        train_module.update_ema(average, model, 0.9, step)
+    assert torch.allclose(average.weight, torch.full((1, 2), 1 - (1 / 10) * (2 / 11) * (3 / 12)))
+    for step in range(1000, 1010):  # then the decay itself
+        train_module.update_ema(average, model, 0.9, step)
+    assert torch.allclose(average.weight, torch.full((1, 2), 1 - (1 / 10) * (2 / 11) * (3 / 12) * 0.9**10))
+    # a run: best.pt holds the average (what load_model gives) beside the trained weights
+    run = tmp_path / "ema"
+    train_module.train(settings_for(clips, run, "training.epochs=2", "training.ema_decay=0.5"), quiet=True)
+    best = read_checkpoint(run / "best.pt")
+    model, info = load_model(run / "best.pt")
+    assert "train_state" not in info
+    differs = [not torch.equal(best["model_state"][k], best["train_state"][k]) for k in best["model_state"] if best["model_state"][k].is_floating_point()]
+    assert any(differs)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, best["model_state"][name])
 
 
 def test_stft_loss_sanity():
