@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.signal
 import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
 import models.train as train_module
 from models.checkpoint import load_model, read_checkpoint
-from models.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, load_split
+from models.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, change_speed, load_split
 from models.losses import stft_loss_terms, training_loss
 from models.registry import MODEL_FAMILIES, register
 from pipeline.cli import main
@@ -275,8 +276,26 @@ def test_speed_and_crop_make_new_voices_of_one_length(clips, tmp_path):
     # validation sees whole clips, unchanged; a window longer than a clip at the top speed is refused
     val = ClipDataset(tmp_path, rows, 4, 16000, methods=["soxr"], speed=(0.8, 1.25), crop_seconds=0.375, train=False)
     assert val[0][1].shape == (1, 8000) and np.allclose(val[0][1][0].numpy(), tone(1000.0, 0.5, 16000), atol=1 / 32768)
-    with pytest.raises(DataError, match=r"crop_seconds 0.45 is longer than the shortest training clip \(0.5 s\) at speed 1.25"):
-        ClipDataset(tmp_path, rows, 4, 16000, methods=["soxr"], speed=(0.8, 1.25), crop_seconds=0.45, train=True)
+    with pytest.raises(DataError, match=r"crop_seconds 0.399 is longer than the shortest training clip \(0.5 s\) at speed 1.25"):
+        ClipDataset(tmp_path, rows, 4, 16000, methods=["soxr"], speed=(0.8, 1.25), crop_seconds=0.399, train=True)
+    for speed in np.linspace(1.0, 1.25, 40):  # the rounded ratios never make a clip shorter than that bound
+        assert len(change_speed(np.zeros(8000, np.float32), speed)) >= int(8000 / 1.25 * 0.99)
+
+
+def test_change_speed_keeps_the_top_of_the_band():
+    # white noise played 1.2 times faster: the band just below 8 kHz keeps its level (soxr HQ
+    # leaves 7.8-8 kHz 30-60 dB down), a tone moves to 1.2 times its frequency, the length to 1 / 1.2
+    noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
+    fast = change_speed(noise, 1.2)
+    assert abs(len(fast) - 32000 / 1.2) <= 1
+    f, p = scipy.signal.welch(fast, 16000, nperseg=2048)
+    level = 10 * np.log10(p[(f > 7800) & (f < 7950)].mean() / p[(f > 1000) & (f < 7000)].mean())
+    assert level > -6.0, level
+    tone1k = tone(1000.0, 1.0, 16000)
+    fast_tone = change_speed(tone1k, 1.2)
+    spectrum = np.abs(np.fft.rfft(fast_tone * np.hanning(len(fast_tone)), 1 << 18))
+    assert abs(np.fft.rfftfreq(1 << 18, 1 / 16000)[spectrum.argmax()] - 1200.0) < 1.0
+    assert change_speed(tone1k, 1.0) is tone1k
 
 
 def test_stored_pairs_cached_or_not_are_the_files(clips):
