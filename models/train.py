@@ -55,7 +55,7 @@ from pipeline.settings import Settings
 from preprocessing.audio import atomic_path, atomic_write_text, remove_stale_temporaries, to_pcm16
 
 from . import metrics
-from .checkpoint import read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import ClipDataset, EpochBatches, TalkBalancedSampler, cache_fits, load_split, make_loader, split_info
 from .losses import training_loss
 from .registry import build_model
@@ -267,6 +267,30 @@ def _broadcast(obj):
     return box[0]
 
 
+def load_initial_weights(model: nn.Module, path: Path, settings: Settings, data: dict) -> None:
+    """Load into ``model`` the weights of checkpoint ``path`` (``training.init_from``; ``packaged``:
+    the model that ships), for a run of ``settings`` on ``data``: same family, architecture and rates. The loss
+    weights (``model.lsd_weight`` and the like) may differ: fine-tuning with other ones is the point."""
+    from .inference import PACKAGED_CHECKPOINT
+
+    path = PACKAGED_CHECKPOINT if str(path) == "packaged" else Path(path)
+    try:
+        checkpoint = read_checkpoint(path, map_location="cpu")
+    except CheckpointError as e:
+        raise TrainingError(f"training.init_from: {e}") from None
+    if checkpoint["family"] != settings.model.name:
+        raise TrainingError(f"training.init_from: {path} holds a {checkpoint['family']} model; this run trains model.name={settings.model.name}")
+    for key in ("sample_rate", "factor", "low_rate"):
+        if int(checkpoint["data"][key]) != int(data[key]):
+            raise TrainingError(f"training.init_from: {path} was trained with {key}={checkpoint['data'][key]}, these splits give {data[key]}")
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError:
+        ours = settings.model.model_dump(mode="json")
+        differ = ", ".join(f"model.{k}={v!r}" for k, v in sorted(checkpoint["model"].items()) if ours.get(k) != v)
+        raise TrainingError(f"training.init_from: {path}: its weights do not fit this run's model; it was made with {differ or 'other settings'}") from None
+
+
 def _check_resumable(checkpoint: dict, path: Path, settings: Settings, data: dict, world: int) -> None:
     """Resuming continues one run: the model, the data and the data order must be the same."""
     model_now = settings.model.model_dump(mode="json")
@@ -343,6 +367,8 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         raw_model = build_model(settings.model, factor).to(device)
     except ValueError as e:
         raise TrainingError(str(e)) from None
+    if t.init_from is not None and not resume:  # a resumed run's weights come from last.pt
+        load_initial_weights(raw_model, t.init_from, settings, data)
     torch.manual_seed(t.seed + procs.rank)
     np.random.seed(t.seed + procs.rank)
     random.seed(t.seed + procs.rank)

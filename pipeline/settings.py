@@ -169,6 +169,11 @@ class TrainingSettings(_Strict):
         description="keep an exponential moving average of the weights (per step; 0.999 spans about the last 1000 steps): validation, "
         "best.pt and inference use the average; null = the weights as trained",
     )
+    init_from: Path | None = Field(
+        None,
+        description="start from the weights of this checkpoint (fine-tuning; 'packaged' = the model that ships with the package): "
+        "its family, architecture and rates must be this run's; the optimiser, schedule and step count start afresh",
+    )
     cache_gb: float = Field(2.0, ge=0, description="keep decoded clips in memory when a split fits in this many GB; 0 = read from disk")
     max_minutes: float | None = Field(
         None, gt=0, description="stop after the first validation past this many minutes of this command (a time-boxed job; --resume goes on)"
