@@ -161,7 +161,7 @@ def forward_backward(
     """One batch's gradients, clipped: ``(loss, terms, gradient norm before clipping)``. The caller
     checks they are finite before ``optimizer.step()``. ``model`` may be the DDP wrapper of
     ``raw_model`` (whose ``training_losses`` hook, if any, is used)."""
-    with autocast(lr.device):
+    with autocast(lr.device, raw_model):
         pred = model(lr)
     if pred.shape != hr.shape:
         raise TrainingError(f"model {type(raw_model).__name__} returned shape {tuple(pred.shape)} for input {tuple(lr.shape)}; expected {tuple(hr.shape)}")
@@ -188,7 +188,7 @@ def validate(model: nn.Module, loader, device: torch.device, loss_weights: dict,
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for lr, hr in loader:
             lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-            with autocast(device):
+            with autocast(device, model):
                 pred = model(lr)
             loss, terms = training_loss(pred, hr, model=model, **loss_weights)
             for name, value in {"loss": loss, **terms}.items():
@@ -205,9 +205,12 @@ def validate(model: nn.Module, loader, device: torch.device, loss_weights: dict,
     return out
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision on CPU."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, model: nn.Module):
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16) unless the family says
+    ``train_bf16 = False`` (the research U-Nets: cuDNN's bf16 1-D convolutions of their shapes are
+    several times slower than TF32 on an H200); full precision on CPU."""
+    enabled = device.type == "cuda" and getattr(model, "train_bf16", True)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
