@@ -5,6 +5,7 @@
   padding; ``mean_t sqrt(mean_f (log10 P_y - log10 P_y_hat)^2)``.
 * ``lsd_hf``: the same with the mean over frequency taken only over bins above ``cutoff_hz`` (the
   low-res Nyquist frequency: the band the model invents).
+* ``band_energy``: where an SNR goes, band by band (not in metrics.md: a diagnostic).
 """
 
 from __future__ import annotations
@@ -52,3 +53,35 @@ def lsd(y: np.ndarray, y_hat: np.ndarray, sample_rate: int | None = None, cutoff
 def score(y: np.ndarray, y_hat: np.ndarray, sample_rate: int, low_rate: int) -> dict[str, float]:
     """SNR, LSD and LSD-HF (above ``low_rate / 2``) of one reconstruction."""
     return {"snr": snr(y, y_hat), "lsd": lsd(y, y_hat), "lsd_hf": lsd(y, y_hat, sample_rate, low_rate / 2)}
+
+
+def band_energy(y: np.ndarray, y_hat: np.ndarray, sample_rate: int, edges_hz: tuple[float, ...]) -> list[dict]:
+    """Per band ``[edges_hz[i], edges_hz[i + 1])`` of the whole-signal spectrum (the last band
+    includes its top edge), as percentages of ``y``'s energy: ``truth`` (``y``'s energy there),
+    ``estimate`` (``y_hat``'s), ``cross`` (``Re <y_hat, y>``) and ``error`` (``|y_hat - y|^2``; by
+    Parseval the bands' errors sum to the whole error, so ``snr = -10 log10(sum(error) / 100)``).
+    An estimate adds error in a band unless ``estimate <= 2 * cross``: an uncorrelated band of the
+    right level doubles the error there."""
+    y, y_hat = np.asarray(y, np.float64), np.asarray(y_hat, np.float64)
+    if y.shape != y_hat.shape:
+        raise ValueError(f"reference and estimate differ in shape: {y.shape} vs {y_hat.shape}")
+    spec, spec_hat = np.fft.rfft(y), np.fft.rfft(y_hat)
+    # a one-sided spectrum: every bin but DC (and Nyquist, for an even length) stands for two
+    weight = np.full(len(spec), 2.0)
+    weight[0] = 1.0
+    if len(y) % 2 == 0:
+        weight[-1] = 1.0
+    freqs = np.fft.rfftfreq(len(y), 1.0 / sample_rate)
+    total = np.sum(weight * np.abs(spec) ** 2)
+    rows = []
+    for i, (low, high) in enumerate(zip(edges_hz[:-1], edges_hz[1:])):
+        band = (freqs >= low) & ((freqs <= high) if i == len(edges_hz) - 2 else (freqs < high))
+        t, e, w = spec[band], spec_hat[band], weight[band]
+        rows.append({
+            "band": f"{low:g}-{high:g}",
+            "truth": 100 * np.sum(w * np.abs(t) ** 2) / total,
+            "estimate": 100 * np.sum(w * np.abs(e) ** 2) / total,
+            "cross": 100 * np.sum(w * (e * np.conj(t)).real) / total,
+            "error": 100 * np.sum(w * np.abs(e - t) ** 2) / total,
+        })  # fmt: skip
+    return rows
