@@ -26,20 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench_quality import test_files  # this folder: the same files as the quality benchmark
+
 from models.evaluate import evaluate_files
 from models.inference import load_upsampler
 from models.metrics import band_energy
 from pipeline.settings import UpsamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]
-TRIM = {"talks": 30.0, "utterances": 0.0}
 EDGES_HZ = (0, 1500, 1800, 2000, 2250, 3000, 4000, 6000, 8000)
-
-
-def split_sources(clips: Path, data: Path, split: str) -> list[tuple[str, Path, float]]:
-    """``(corpus, path, trim seconds)`` of every source recording of ``split``."""
-    rows = pd.read_csv(clips / "splits" / f"{split}.csv", dtype={"source": str})
-    return [(s.split("/")[0], data / "speech" / s, TRIM.get(s.split("/")[0], 0.0)) for s in rows["source"].unique()]
 
 
 def main() -> None:
@@ -49,42 +44,39 @@ def main() -> None:
     ap.add_argument("--clips", type=Path, default=REPO / "data" / "speech")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--test-dir", type=Path, help="analyse these files as they are (first folder level = corpus) instead of a split")
+    ap.add_argument("--max-files", type=int, default=None, help="at most this many files per corpus")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--worst", type=int, default=8, help="list this many files that lose most SNR against sinc")
     ap.add_argument("--out", type=Path, help="write bands.csv and files.csv here")
     args = ap.parse_args()
 
-    if args.test_dir is not None:
-        files = [(p.relative_to(args.test_dir).parts[0], p, 0.0) for p in sorted(args.test_dir.rglob("*.flac")) + sorted(args.test_dir.rglob("*.wav"))]
-    else:
-        if not (args.clips / "splits" / f"{args.split}.csv").is_file():
-            sys.exit(f"error: {args.clips / 'splits' / (args.split + '.csv')}: no split; run benchmarks/prepare_speech.py first")
-        files = split_sources(args.clips, args.data, args.split)
-    if not files:
+    if args.test_dir is None and not (args.clips / "splits" / f"{args.split}.csv").is_file():
+        sys.exit(f"error: {args.clips / 'splits' / (args.split + '.csv')}: no split; run benchmarks/prepare_speech.py first")
+    files = test_files(args, args.split)
+    n_files = sum(len(paths) for paths, _ in files.values())
+    if not n_files:
         sys.exit("error: no files to analyse")
     up, _ = load_upsampler(args.model, UpsamplingSettings(device=args.device, batch_size=16), args.device)
 
     bands, scores = [], []
-    for trim in sorted({t for _, _, t in files}):
-        group = [(c, p) for c, p, t in files if t == trim]
-        names = [f"{c}/{p.name}" for c, p in group]
 
-        def on_file(index: int, name: str, signals: dict[str, np.ndarray]) -> None:
-            truth = signals["highres"]
-            ours = band_energy(truth, signals["model"][: len(truth)], up.high_rate, EDGES_HZ)
-            sinc = band_energy(truth, signals["sinc"][: len(truth)], up.high_rate, EDGES_HZ)
-            for row, base in zip(ours, sinc):
-                bands.append({"file": name, "corpus": name.split("/")[0], "band": row["band"], "truth": row["truth"],
-                              "model": row["estimate"], "cross": row["cross"], "model_error": row["error"], "sinc_error": base["error"]})
+    def on_file(index: int, name: str, signals: dict[str, np.ndarray]) -> None:
+        truth = signals["highres"]
+        ours = band_energy(truth, signals["model"][: len(truth)], up.high_rate, EDGES_HZ)
+        sinc = band_energy(truth, signals["sinc"][: len(truth)], up.high_rate, EDGES_HZ)
+        for row, base in zip(ours, sinc):
+            bands.append({"file": name, "corpus": name.split("/")[0], "band": row["band"], "truth": row["truth"],
+                          "model": row["estimate"], "cross": row["cross"], "model_error": row["error"], "sinc_error": base["error"]})
 
-        frame = evaluate_files(up, up.factor, up.low_rate, "soxr", [p for _, p in group], names=names, trim_seconds=trim, on_file=on_file, quiet=True)
-        scores.append(frame)
+    for corpus, (paths, trim) in files.items():
+        names = [f"{corpus}/{p.name}" for p in paths]
+        scores.append(evaluate_files(up, up.factor, up.low_rate, "soxr", paths, names=names, trim_seconds=trim, on_file=on_file, quiet=True))
     bands_df, scores_df = pd.DataFrame(bands), pd.concat(scores, ignore_index=True)
 
     means = bands_df.groupby(["corpus", "band"], sort=False)[["truth", "model", "cross", "model_error", "sinc_error"]].mean()
     means["correlation"] = means["cross"] / np.sqrt(means["truth"] * means["model"]).replace(0, np.nan)
     means["best_gain"] = means["cross"] / means["model"].replace(0, np.nan)
-    print(f"{args.model}: {len(files)} files; energy shares in % of each file's energy, means over files")
+    print(f"{args.model}: {n_files} files; energy shares in % of each file's energy, means over files")
     print(means.round(3).to_string())
 
     snr = scores_df.pivot_table(index="file", columns="system", values="snr")

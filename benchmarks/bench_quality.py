@@ -36,14 +36,15 @@ REPO = Path(__file__).resolve().parents[1]
 TRIM = {"talks": 30.0, "utterances": 0.0}
 
 
-def test_files(args: argparse.Namespace) -> dict[str, tuple[list[Path], float]]:
-    """Per corpus: the files to score and the seconds to trim from each end."""
+def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple[list[Path], float]]:
+    """Per corpus: the files to score and the seconds to trim from each end (the source recordings
+    of ``split``, or the files of ``args.test_dir``)."""
     if args.test_dir is not None:
         groups: dict[str, list[Path]] = {}
         for p in sorted(args.test_dir.rglob("*.flac")) + sorted(args.test_dir.rglob("*.wav")):
             groups.setdefault(p.relative_to(args.test_dir).parts[0], []).append(p)
         return {corpus: (paths[: args.max_files], 0.0) for corpus, paths in sorted(groups.items())}
-    test = pd.read_csv(args.clips / "splits" / "test.csv", dtype={"source": str})
+    test = pd.read_csv(args.clips / "splits" / f"{split}.csv", dtype={"source": str})
     out = {}
     for corpus in TRIM:
         sources = [s for s in test["source"].unique() if s.startswith(corpus + "/")]
