@@ -289,17 +289,20 @@ def load_initial_weights(model: nn.Module, path: Path, settings: Settings, data:
     try:
         model.load_state_dict(checkpoint["model_state"])
     except RuntimeError:
-        ours = settings.model.model_dump(mode="json")
-        differ = ", ".join(f"model.{k}={v!r}" for k, v in sorted(checkpoint["model"].items()) if ours.get(k) != v)
-        raise TrainingError(f"training.init_from: {path}: its weights do not fit this run's model; it was made with {differ or 'other settings'}") from None
+        then = _model_settings_then(checkpoint, settings)
+        raise TrainingError(f"training.init_from: {path}: its weights do not fit this run's model; it was made with {then or 'other settings'}") from None
+
+
+def _model_settings_then(checkpoint: dict, settings: Settings) -> str:
+    """``model.KEY=VALUE, ...``: the checkpoint's model settings that differ from this run's ('' if none)."""
+    now = settings.model.model_dump(mode="json")
+    return ", ".join(f"model.{k}={checkpoint['model'].get(k)!r}" for k in sorted(now) if checkpoint["model"].get(k) != now[k])
 
 
 def _check_resumable(checkpoint: dict, path: Path, settings: Settings, data: dict, world: int) -> None:
     """Resuming continues one run: the model, the data and the data order must be the same."""
-    model_now = settings.model.model_dump(mode="json")
-    changed = sorted(k for k in model_now if checkpoint["model"].get(k) != model_now[k])
-    if changed:
-        then = ", ".join(f"model.{k}={checkpoint['model'].get(k)!r}" for k in changed)
+    then = _model_settings_then(checkpoint, settings)
+    if then:
         raise TrainingError(f"{path}: the run was made with other model settings ({then}); use them, or a new training.run_dir")
     for key in ("sample_rate", "factor", "low_rate", "lowres"):
         if checkpoint["data"][key] != data[key]:
