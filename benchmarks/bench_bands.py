@@ -50,8 +50,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write bands.csv and files.csv here")
     args = ap.parse_args()
 
-    if args.test_dir is None and not (args.clips / "splits" / f"{args.split}.csv").is_file():
-        sys.exit(f"error: {args.clips / 'splits' / (args.split + '.csv')}: no split; run benchmarks/prepare_speech.py first")
     files = test_files(args, args.split)
     n_files = sum(len(paths) for paths, _ in files.values())
     if not n_files:

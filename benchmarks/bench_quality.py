@@ -44,10 +44,13 @@ def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple
         for p in sorted(args.test_dir.rglob("*.flac")) + sorted(args.test_dir.rglob("*.wav")):
             groups.setdefault(p.relative_to(args.test_dir).parts[0], []).append(p)
         return {corpus: (paths[: args.max_files], 0.0) for corpus, paths in sorted(groups.items())}
-    test = pd.read_csv(args.clips / "splits" / f"{split}.csv", dtype={"source": str})
+    split_csv = args.clips / "splits" / f"{split}.csv"
+    if not split_csv.is_file():
+        sys.exit(f"error: {split_csv}: no split; run benchmarks/prepare_speech.py first")
+    rows = pd.read_csv(split_csv, dtype={"source": str})
     out = {}
     for corpus in TRIM:
-        sources = [s for s in test["source"].unique() if s.startswith(corpus + "/")]
+        sources = [s for s in rows["source"].unique() if s.startswith(corpus + "/")]
         out[corpus] = ([args.data / "speech" / s for s in sources][: args.max_files], TRIM[corpus])
     return out
 
