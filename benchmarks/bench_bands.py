@@ -28,10 +28,10 @@ import pandas as pd
 
 from bench_quality import test_files  # this folder: the same files as the quality benchmark
 
-from models.evaluate import evaluate_files
-from models.inference import load_upsampler
-from models.metrics import band_energy
-from pipeline.settings import UpsamplingSettings
+from audio_superres.pipeline.evaluation.evaluate import evaluate_files
+from audio_superres.pipeline.inference import load_upsampler
+from audio_superres.pipeline.evaluation.metrics import band_energy
+from audio_superres.settings import UpsamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 EDGES_HZ = (0, 1500, 1800, 2000, 2250, 3000, 4000, 6000, 8000)

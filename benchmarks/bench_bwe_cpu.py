@@ -3,7 +3,7 @@ factor of the forward pass over 10 minutes of audio cut into 10 s chunks, batche
 command does by default), in float32 and under bfloat16 autocast.
 
     python benchmarks/bench_bwe_cpu.py                       # default model.* settings, 2 threads
-    python benchmarks/bench_bwe_cpu.py --set model.hidden=192 --set model.blocks=8 --threads 2
+    python benchmarks/bench_bwe_cpu.py --set model.bwe.hidden=192 --set model.bwe.blocks=8 --threads 2
 
 Only the model's forward is timed (interpolation, STFTs, network, iSTFT); reading, chunking and
 writing files are the upsample command's and come on top.
@@ -17,8 +17,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.registry import build_model
-from pipeline.settings import load_settings
+from audio_superres.models.registry import build_model
+from audio_superres.settings import load_settings
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def talk_audio(source: Path | None, seconds: float, low_rate: int = LOW_RATE) ->
         x = x[:, 0]
     else:
         sys.path.insert(0, str(REPO))
-        from preprocessing.synth import synth_speech
+        from audio_superres.preprocessing.synth import synth_speech
 
         rate = 16000
         x = synth_speech(min(seconds, 60.0), rate).astype(np.float32)

@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from models.flops import count_parameters, flops_per_second
-from models.registry import build_model
-from pipeline.settings import ModelSettings
+from audio_superres.models.flops import count_parameters, flops_per_second
+from audio_superres.models.registry import build_model
+from audio_superres.settings import ModelSettings
 
 SIZES = {"default": {}, "paper": {"width": 128, "depth": 4}}
 

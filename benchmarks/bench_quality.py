@@ -28,12 +28,13 @@ import pandas as pd
 from bench_command import run as run_command  # this folder: the same command timing
 from bench_command import talk_audio, write_talks
 
-from models.evaluate import evaluate_files
-from models.inference import load_upsampler
-from pipeline.settings import UpsamplingSettings
+from audio_superres.pipeline.evaluation.evaluate import evaluate_files
+from audio_superres.pipeline.inference import load_upsampler
+from audio_superres.settings import UpsamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]
-TRIM = {"talks": 30.0, "utterances": 0.0}
+# corpus prefix of a split's sources -> seconds trimmed from each end (as splice does)
+TRIM = {"talks": 30.0, "utterances/speechocean762": 0.0, "utterances/ravdess": 0.0}
 
 
 def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple[list[Path], float]]:
@@ -58,17 +59,21 @@ def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple
 def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]], device: str, bf16: bool, methods: list[str]) -> pd.DataFrame:
     """One row per file, system and low-res method (column ``method``)."""
     frames = []
-    for i, (name, ckpt) in enumerate(models.items()):
+    baselines_for: set[int] = set()  # input rates whose sinc and cubic rows are already kept
+    several_rates = len({load_upsampler(c, UpsamplingSettings(device="cpu"), "cpu")[0].low_rate for c in models.values()}) > 1
+    for name, ckpt in models.items():
         up, info = load_upsampler(ckpt, UpsamplingSettings(device=device, bf16=True if bf16 else "auto", batch_size=16), device)
+        rate_tag = f"@{up.low_rate / 1000:g}k" if several_rates else ""
         for method in methods:
             for corpus, (paths, trim) in files.items():
                 scores = evaluate_files(up, up.factor, up.low_rate, method, paths, trim_seconds=trim, quiet=True)
-                scores["system"] = scores["system"].replace({"model": name})
-                if i > 0:  # the baselines are the same for every model: keep the first model's
+                scores["system"] = scores["system"].replace({"model": name, "sinc": "sinc" + rate_tag, "cubic": "cubic" + rate_tag})
+                if up.low_rate in baselines_for:  # the baselines of one input rate are the same for every model
                     scores = scores[scores["system"] == name]
                 scores.insert(0, "corpus", corpus)
                 scores.insert(1, "method", method)
                 frames.append(scores)
+        baselines_for.add(up.low_rate)
         print(f"scored {name} ({ckpt})", file=sys.stderr)
     return pd.concat(frames, ignore_index=True)
 

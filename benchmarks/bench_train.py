@@ -27,10 +27,10 @@ import time
 import torch
 from torch.utils.data import DistributedSampler
 
-from models.data import ClipDataset, EpochBatches, cache_fits, load_split, make_loader, split_info
-from models.registry import build_model
-from models.train import forward_backward, param_groups
-from pipeline.settings import load_settings
+from audio_superres.pipeline.training.data import ClipDataset, EpochBatches, cache_fits, load_split, make_loader, split_info
+from audio_superres.models.registry import build_model
+from audio_superres.pipeline.training.train import forward_backward, param_groups
+from audio_superres.settings import load_settings
 
 
 def loader_rate(loader, batches: EpochBatches, n_batches: int) -> float:

@@ -37,13 +37,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import models.families  # noqa: E402,F401  (registers every family)
-from models.inference import ChunkPlan, Upsampler, resolve_device, upsample_file  # noqa: E402
-from models.interpolation import Interpolator  # noqa: E402
-from models.registry import MODEL_FAMILIES, build_model  # noqa: E402
-from pipeline.settings import ModelSettings, UpsamplingSettings  # noqa: E402
-from preprocessing.lowres import make_lowres  # noqa: E402
-from preprocessing.synth import synth_speech  # noqa: E402
+from audio_superres.models.device import resolve_device  # noqa: E402
+from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file  # noqa: E402
+from audio_superres.models.interpolation import Interpolator  # noqa: E402
+from audio_superres.models.registry import MODEL_FAMILIES, build_model  # noqa: E402
+from audio_superres.settings import ModelSettings, UpsamplingSettings  # noqa: E402
+from audio_superres.preprocessing.lowres import make_lowres  # noqa: E402
+from audio_superres.preprocessing.synth import synth_speech  # noqa: E402
 
 FACTOR, HIGH = 4, 16000
 LOW = HIGH // FACTOR

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
+from audio_superres.models.checkpoint import read_checkpoint, save_checkpoint  # noqa: E402
 
 TRAINING_STATE = ("train_state", "optimizer", "scheduler", "rng")
 

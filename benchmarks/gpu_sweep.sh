@@ -11,7 +11,7 @@
 # files still there); clips whose files did not arrive are left out of the splits, and said so.
 # Env: DEVICE (cuda), DATA (.gpu/full), RUNS (runs/sweep), OUT (logs, scores, weights), VARIANTS
 # (the SNR-hinge weights, "2 4 8"), SWEEP (other runs instead: "name:--set k=v ...;name2:..."),
-# BWE_DECAY_STEPS (7000), VAL_TIMEOUT (150 s of validation scoring there; 0: none, score where the
+# BWE_DECAY_STEPS (7000), RESUME (set: continue the runs in RUNS, on a machine still warm from the last call), VAL_TIMEOUT (150 s of validation scoring there; 0: none, score where the
 # weights come back); SIZE=tiny MAX_FILES=2 for a dry run on a CPU.
 set -u
 minutes=$1
@@ -44,7 +44,7 @@ for name in ("train", "val"):
 EOF
 
 if [ "${SIZE:-full}" = tiny ]; then
-    size="--set model.hidden=16 --set model.blocks=1"; batch=4; workers=0
+    size="--set model.bwe.hidden=16 --set model.bwe.blocks=1"; batch=4; workers=0
 else
     size=""; batch=16; workers=2
 fi
@@ -55,7 +55,7 @@ common="--quiet --set data.output_dir=$DATA --set training.device=$DEVICE --set 
 train() {  # name, then settings
     local name=$1
     shift
-    python3 -m pipeline.cli train $common --set training.run_dir=$RUNS/$name "$@" > "$OUT/train_$name.log" 2>&1 &
+    python3 -m audio_superres.pipeline.cli train ${RESUME:+--resume} $common --set training.run_dir=$RUNS/$name "$@" > "$OUT/train_$name.log" 2>&1 &
 }
 if [ -n "${SWEEP:-}" ]; then
     # SWEEP="name1:--set a=1 --set b=2;name2:..." trains these instead, every method each
@@ -66,7 +66,7 @@ if [ -n "${SWEEP:-}" ]; then
 else
     # every variant on every method (what ships), by SNR-hinge weight; then one method each (the matrix)
     for w in ${VARIANTS:-2 4 8}; do
-        train all_w$w --set model.snr_weight=$w --set training.lowres_methods=$all
+        train all_w$w --set model.bwe.snr_weight=$w --set training.lowres_methods=$all
     done
     for m in soxr decimate butterworth subsample; do
         train only_$m --set training.lowres_methods="[\"$m\"]"

@@ -20,7 +20,7 @@ OUT=${OUT:-$RUNS/out}
 mkdir -p "$OUT" "$RUNS"
 source "$(dirname "$0")/gpu_env.sh"
 if [ "${SIZE:-paper}" = tiny ]; then
-    unet="--set model.width=4 --set model.depth=2"; bwe="--set model.hidden=16 --set model.blocks=1"; batch=4; workers=0
+    unet="--set model.width=4 --set model.depth=2"; bwe="--set model.bwe.hidden=16 --set model.bwe.blocks=1"; batch=4; workers=0
 else
     unet="--set model.width=128 --set model.depth=4"; bwe=""; batch=16; workers=4
 fi
@@ -35,13 +35,13 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 models="bwe=$RUNS/bwe/best.pt"
 if [ -z "${ONLY:-}" ]; then
 models="$models audiounet=$RUNS/audiounet/best.pt tfnet=$RUNS/tfnet/best.pt"
-python3 -m pipeline.cli train $resume $common $unet --set model.name=audiounet --set training.lowres_methods='["soxr"]' \
+python3 -m audio_superres.pipeline.cli train $resume $common $unet --set model.name=audiounet --set training.lowres_methods='["soxr"]' \
     --set training.lr_decay_steps=2500 --set training.run_dir=$RUNS/audiounet > "$OUT/train_audiounet.log" 2>&1 &
-python3 -m pipeline.cli train $resume $common $unet --set model.name=tfnet --set training.lowres_methods='["soxr"]' \
+python3 -m audio_superres.pipeline.cli train $resume $common $unet --set model.name=tfnet --set training.lowres_methods='["soxr"]' \
     --set training.lr_decay_steps=1500 --set training.run_dir=$RUNS/tfnet > "$OUT/train_tfnet.log" 2>&1 &
 fi
 # ours: every low-res method and a random gain, so that it does not learn one resampler's fingerprint
-python3 -m pipeline.cli train $resume $common $bwe --set model.name=bwe \
+python3 -m audio_superres.pipeline.cli train $resume $common $bwe --set model.name=bwe \
     --set training.lowres_methods='["soxr","decimate","butterworth","subsample"]' --set training.gain_db='[-12,0]' \
     --set training.learning_rate=1e-3 --set training.lr_decay_steps=${BWE_DECAY_STEPS:-6000} --set training.run_dir=$RUNS/bwe > "$OUT/train_bwe.log" 2>&1 &
 wait

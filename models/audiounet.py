@@ -29,10 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.settings import ModelSettings
 
 from .interpolation import Interpolator
-from .registry import register
 from .subpixel import subpixel_shuffle_1d
 
 
@@ -98,7 +96,6 @@ class UNet1d(nn.Module):
         return self(F.pad(x, (0, pad)))[..., :n] if pad else self(x)
 
 
-@register("audiounet")
 class AudioUNet(nn.Module):
     """Low-res ``(batch, 1, n)`` -> high-res ``(batch, 1, n * factor)``: interpolation + U-Net residual."""
 
@@ -106,11 +103,11 @@ class AudioUNet(nn.Module):
     # took 947 ms under bf16 and 119 ms in TF32 (audiounet; tfnet 2180 ms under bf16)
     train_bf16 = False
 
-    def __init__(self, model_settings: ModelSettings, factor: int):
+    def __init__(self, factor: int, width: int = 32, depth: int = 4, interpolation: str = "cubic", dropout: float = 0.5):
         super().__init__()
         self.factor = factor
-        self.interpolate = Interpolator(factor, model_settings.interpolation)
-        self.unet = UNet1d(1, 1, model_settings.width, model_settings.depth, model_settings.dropout)
+        self.interpolate = Interpolator(factor, interpolation)
+        self.unet = UNet1d(1, 1, width, depth, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         base = self.interpolate(x)  # float32 even under autocast

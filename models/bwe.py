@@ -60,9 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.settings import ModelSettings
 
-from .registry import register
 
 # 16-bit PCM quantisation noise (step 2**-15, variance step**2 / 12) is the floor of every scored
 # spectrum, since outputs are written and scored as 16-bit; the log losses add its expected power so
@@ -122,7 +120,6 @@ class ConvNeXtBlock(nn.Module):
         return h + self.gamma * y
 
 
-@register("bwe")
 class BandwidthExtender(nn.Module):
     # bfloat16 autocast touches only the trunk: the signal path (interpolation, STFT bins, masks,
     # iSTFT) runs in float32, so ``upsampling.bf16=auto`` turns it on (held-out scores unchanged)
@@ -134,31 +131,45 @@ class BandwidthExtender(nn.Module):
         for module in (self.pre, self.pre_norm, self.blocks, self.post_norm, self.head):
             module.to(dtype)
 
-    def __init__(self, settings: ModelSettings, factor: int):
+    def __init__(
+        self,
+        factor: int,
+        hidden: int = 192,
+        blocks: int = 6,
+        n_fft: int = 512,
+        hop: int = 160,
+        keep_below: float = 0.75,
+        excitation: int = 3,
+        lsd_weight: float = 1.0,
+        snr_weight: float = 4.0,
+        snr_margin_db: float = 1.0,
+        phase_weight: float = 0.5,
+    ):
         super().__init__()
         self.factor = factor
-        self.n_fft = settings.n_fft
-        self.hop = settings.hop
+        self.n_fft = n_fft
+        self.hop = hop
+        if hop > n_fft:
+            raise ValueError(f"model.bwe.hop ({hop}) must be at most n_fft ({n_fft})")
         if self.n_fft % (2 * factor):
-            raise ValueError(f"model.n_fft ({self.n_fft}) must be a multiple of 2 * factor ({2 * factor})")
+            raise ValueError(f"model.bwe.n_fft ({self.n_fft}) must be a multiple of 2 * factor ({2 * factor})")
         self.n_bins = self.n_fft // 2 + 1
         self.in_bins = self.n_fft // (2 * factor) + 1  # bins 0 .. low-res Nyquist
-        self.keep_bins = int(math.floor(settings.keep_below * (self.in_bins - 1)))  # passed through untouched
+        self.keep_bins = int(math.floor(keep_below * (self.in_bins - 1)))  # passed through untouched
         self.out_bins = self.n_bins - self.keep_bins
-        self.powers = tuple(range(2, settings.excitation + 2))
-        self.lsd_weight = settings.lsd_weight
-        self.snr_weight = settings.snr_weight
-        self.snr_margin_db = settings.snr_margin_db
-        self.phase_weight = settings.phase_weight
+        self.powers = tuple(range(2, excitation + 2))
+        self.lsd_weight = lsd_weight
+        self.snr_weight = snr_weight
+        self.snr_margin_db = snr_margin_db
+        self.phase_weight = phase_weight
 
         self.register_buffer("kernel", sinc_kernel(factor), persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
-        hidden = settings.hidden
         n_features = 5 * self.in_bins + 1
         self.pre = nn.Conv1d(n_features, hidden, 3, padding=1)
         self.pre_norm = nn.LayerNorm(hidden, eps=1e-6)
-        self.blocks = nn.ModuleList([ConvNeXtBlock(hidden, layer_scale=1.0 / settings.blocks) for _ in range(settings.blocks)])
+        self.blocks = nn.ModuleList([ConvNeXtBlock(hidden, layer_scale=1.0 / blocks) for _ in range(blocks)])
         self.post_norm = nn.LayerNorm(hidden, eps=1e-6)
         # one linear layer for every head, each over its own band of bins from keep_bins up: the
         # input gain up to just past the low-res Nyquist frequency (the anti-aliasing roll-off); the
@@ -331,7 +342,11 @@ class BandwidthExtender(nn.Module):
         s = self._stft(target)[:, self.keep_bins :]
         weight = s.abs()
         total = weight.sum().clamp_min(1e-9)
-        d = torch.angle(s_hat * s.conj())  # wrapped phase error, in (-pi, pi]
+        product = s_hat * s.conj()
+        # angle() has no gradient at 0 (digital silence in the target or the prediction): a NaN
+        # there, times a zero weight, is still NaN; those bins carry no phase, so give them 1
+        product = torch.where(product.abs().detach() > 0, product, torch.ones_like(product))
+        d = torch.angle(product)  # wrapped phase error, in (-pi, pi]
         instantaneous = (weight * d.abs()).sum() / total
         # its change over time (instantaneous frequency) and over frequency (group delay)
         w_time = torch.minimum(weight[..., 1:], weight[..., :-1])

@@ -28,8 +28,8 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from pipeline.settings import ModelSettings
-from preprocessing.audio import atomic_path, remove_stale_temporaries
+from audio_superres.settings import BweSettings, ModelSettings
+from audio_superres.preprocessing.audio import atomic_path, remove_stale_temporaries
 
 FORMAT = "audio-superres-checkpoint"
 VERSION = 1
@@ -134,14 +134,28 @@ def checkpoint_info(checkpoint: dict) -> dict:
     return {k: v for k, v in checkpoint.items() if k not in _TRAINING_STATE_KEYS}
 
 
+_BWE_KEYS = tuple(BweSettings.model_fields)
+
+
+def model_settings_of(checkpoint: dict) -> dict:
+    """The checkpoint's model settings as this code's :class:`ModelSettings` reads them: checkpoints
+    written before the bwe fields moved to ``model.bwe`` held them at the top level."""
+    stored = dict(checkpoint["model"])
+    moved = {k: stored.pop(k) for k in _BWE_KEYS if k in stored}
+    if moved:
+        stored["bwe"] = {**stored.get("bwe", {}), **moved}
+    return stored
+
+
 def build_from_checkpoint(checkpoint: dict, path: str | Path = "checkpoint") -> nn.Module:
     """The network described by ``checkpoint`` with its weights loaded (left in train mode)."""
     from .registry import build_model
 
     try:
-        settings = ModelSettings.model_validate(checkpoint["model"])
+        settings = ModelSettings.model_validate(model_settings_of(checkpoint))
     except ValidationError as e:
-        raise CheckpointError(f"{path}: model settings in the checkpoint are not valid here: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        first = e.errors()[0]
+        raise CheckpointError(f"{path}: model settings in the checkpoint are not valid here: model.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if settings.name != checkpoint["family"]:
         raise CheckpointError(f"{path}: family {checkpoint['family']!r} disagrees with model.name {settings.name!r}")
     try:

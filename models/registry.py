@@ -1,34 +1,47 @@
-"""Model families by name (``model.name``), so that a checkpoint can rebuild its network from the
-settings it stores.
+"""Model families by name (``model.name``): each name maps, explicitly, to its network class and the
+settings model whose fields are that class's keyword arguments. A checkpoint rebuilds its network
+from the settings it stores.
 
-Every family is an ``nn.Module`` built as ``cls(model_settings, factor)`` whose ``forward`` takes the
-low-res clip ``(batch, 1, n)`` at the low rate, any ``n``, and returns ``(batch, 1, n * factor)`` at
-the high rate, sample-aligned with it (low-res sample ``k`` sits at high-res sample ``k * factor``).
+Every network is an ``nn.Module`` built as ``cls(factor, **kwargs)``, knowing nothing of the settings
+system; its ``forward`` takes the low-res clip ``(batch, 1, n)`` at the low rate, any ``n``, and
+returns ``(batch, 1, n * factor)`` at the high rate, sample-aligned with it (low-res sample ``k`` sits
+at high-res sample ``k * factor``).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import NamedTuple
 
+from pydantic import BaseModel
 from torch import nn
 
-from pipeline.settings import ModelSettings
+from audio_superres.settings import MODEL_NAMES, BweSettings, ModelSettings, UNetSettings
 
-MODEL_FAMILIES: dict[str, type[nn.Module]] = {}
+from .audiounet import AudioUNet
+from .bwe import BandwidthExtender
+from .tfnet import TFNet
 
 
-def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        MODEL_FAMILIES[name] = cls
-        return cls
+class Family(NamedTuple):
+    network: type[nn.Module]
+    settings: type[BaseModel]  # its fields are the network's keyword arguments
 
-    return deco
+
+FAMILIES: dict[str, Family] = {
+    "bwe": Family(BandwidthExtender, BweSettings),
+    "audiounet": Family(AudioUNet, UNetSettings),
+    "tfnet": Family(TFNet, UNetSettings),
+}
+assert tuple(FAMILIES) == MODEL_NAMES, "settings.MODEL_NAMES and the registry must list the same families"
+
+
+def family_kwargs(settings: ModelSettings) -> dict:
+    """The keyword arguments of ``settings.name``'s network, from the settings that hold them."""
+    fields = FAMILIES[settings.name].settings.model_fields
+    source = settings.bwe if settings.name == "bwe" else settings
+    return {k: getattr(source, k) for k in fields}
 
 
 def build_model(settings: ModelSettings, factor: int) -> nn.Module:
     """The network named by ``settings.name``, for a rate ratio of ``factor``."""
-    from . import families  # noqa: F401  (imports every family module, which registers itself)
-
-    if settings.name not in MODEL_FAMILIES:
-        raise ValueError(f"model.name {settings.name!r} is not a model family; choose one of {', '.join(sorted(MODEL_FAMILIES))}")
-    return MODEL_FAMILIES[settings.name](settings, factor)
+    return FAMILIES[settings.name].network(factor, **family_kwargs(settings))

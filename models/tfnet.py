@@ -40,11 +40,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pipeline.settings import ModelSettings
 
 from .audiounet import UNet1d
 from .interpolation import Interpolator
-from .registry import register
 
 N_FFT = 512
 HOP = 256
@@ -61,7 +59,6 @@ def replicate_low_band(magnitude: Tensor, factor: int) -> Tensor:
     return magnitude[:, 1 : low + 1].repeat(1, math.ceil(bins / low), 1)[:, :bins]
 
 
-@register("tfnet")
 class TFNet(nn.Module):
     """Low-res ``(batch, 1, n)`` -> high-res ``(batch, 1, n * factor)``: time and spectral branches, fused."""
 
@@ -69,11 +66,10 @@ class TFNet(nn.Module):
     # took 947 ms under bf16 and 119 ms in TF32 (audiounet; tfnet 2180 ms under bf16)
     train_bf16 = False
 
-    def __init__(self, model_settings: ModelSettings, factor: int):
+    def __init__(self, factor: int, width: int = 32, depth: int = 4, interpolation: str = "cubic", dropout: float = 0.5):
         super().__init__()
         self.factor = factor
-        width, depth, dropout = model_settings.width, model_settings.depth, model_settings.dropout
-        self.interpolate = Interpolator(factor, model_settings.interpolation)
+        self.interpolate = Interpolator(factor, interpolation)
         self.time_branch = UNet1d(1, 1, width, depth, dropout)
         self.spectral_branch = UNet1d(1, 1, width, depth, dropout)
         self.fusion_logit = nn.Parameter(torch.full((N_FFT // 2 + 1, 1), math.atanh(2 * INITIAL_TIME_WEIGHT - 1)))

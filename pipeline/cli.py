@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .settings import LOWRES_METHODS, Settings, SettingsError, load_settings
+from audio_superres.models.packaged import SHIPPED
+from audio_superres.settings import LOWRES_METHODS, Settings, SettingsError, load_settings
 
 
 class StageError(Exception):
@@ -19,13 +20,13 @@ class StageError(Exception):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", default="settings", metavar="DIR", help="folder of data/model/training/upsampling.json (default ./settings; missing files mean defaults)")
+    parser.add_argument("--settings", default=None, metavar="DIR", help="folder of data/model/training/upsampling.json (default ./settings when it exists; missing files mean defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FILE.KEY=VALUE", help="override one setting, e.g. --set data.factor=2 (repeatable)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summaries")
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from preprocessing.synth import generate_talks
+    from audio_superres.preprocessing.synth import generate_talks
 
     paths = generate_talks(args.out_dir, args.talks, args.seconds, settings.data.sample_rate, args.seed)
     if not args.quiet:
@@ -34,7 +35,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_splice(args: argparse.Namespace, settings: Settings) -> int:
-    from preprocessing.splice import SpliceError, splice
+    from audio_superres.preprocessing.splice import SpliceError, splice
 
     try:
         summary = splice(settings.data, quiet=args.quiet)
@@ -47,7 +48,7 @@ def cmd_splice(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> int:
-    from preprocessing.split import split
+    from audio_superres.preprocessing.split import split
 
     d = settings.data
     try:
@@ -64,9 +65,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from models.checkpoint import CheckpointError
-    from models.data import DataError
-    from models.train import TrainingDiverged, TrainingError, train
+    from audio_superres.models.checkpoint import CheckpointError
+    from audio_superres.pipeline.training.data import DataError
+    from audio_superres.pipeline.training.train import TrainingDiverged, TrainingError, train
 
     try:
         train(settings, resume=args.resume, quiet=args.quiet)
@@ -83,10 +84,10 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _upsampler(args: argparse.Namespace, settings: Settings):
     """The checkpoint's network, ready to run: shared by ``upsample`` and ``evaluate``."""
-    from models.inference import UpsampleError, find_checkpoint, load_upsampler
+    from audio_superres.pipeline.inference import UpsampleError, find_checkpoint, load_upsampler
 
     try:
-        checkpoint = find_checkpoint(args.checkpoint, settings.upsampling)
+        checkpoint = find_checkpoint(getattr(args, "model", None) or args.checkpoint, settings.upsampling)
         up, info = load_upsampler(checkpoint, settings.upsampling, args.device)
     except UpsampleError as e:
         raise StageError(str(e)) from None
@@ -94,19 +95,45 @@ def _upsampler(args: argparse.Namespace, settings: Settings):
 
 
 def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
-    from models.inference import UpsampleError, upsample_paths
+    from audio_superres.pipeline.inference import UpsampleError, upsample_paths
 
-    up, _, _ = _upsampler(args, settings)
+    forced = None
+    if args.model is not None or args.checkpoint is not None or settings.upsampling.checkpoint is not None:
+        forced, _, _ = _upsampler(args, settings)  # one network for every file
+        if args.rate is not None and args.rate != forced.high_rate:
+            raise StageError(f"--rate {args.rate}: the model given outputs {forced.high_rate} Hz")
     try:
-        summary = upsample_paths(args.inputs, args.output, up, settings.upsampling, quiet=args.quiet)
+        summary = upsample_paths(
+            args.inputs, args.output, settings.upsampling, forced, rate=args.rate or 16000, overwrite=args.overwrite, device=args.device, quiet=args.quiet
+        )
     except UpsampleError as e:  # nothing to do, or nowhere to write: exit 2
         raise StageError(str(e)) from None
     return 1 if summary.failed else 0
 
 
+def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from audio_superres.pipeline.inference.inspect import inspect_paths, write_csv
+
+    table = inspect_paths(args.inputs)
+    if table.empty:
+        raise StageError(f"{', '.join(map(str, args.inputs))}: no audio files")
+    for row in table.itertuples():
+        if row.error:
+            print(f"error: {row.error}", file=sys.stderr)
+        else:
+            band = "full band" if row.full_band else f"content to {row.cutoff_hz / 1000:.2f} kHz"
+            print(f"{row.file}: {int(row.sample_rate)} Hz, {int(row.channels)} ch, {row.seconds:.1f} s, {band} -> {row.model}")
+    if args.csv is not None:
+        try:
+            write_csv(table, args.csv)
+        except OSError as e:
+            raise StageError(f"{args.csv}: cannot write ({e.strerror or e})") from None
+    return 1 if (table["error"] != "").any() else 0
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from models.evaluate import EvaluateError, evaluate, split_test_sources
-    from models.inference import audio_files_in
+    from audio_superres.pipeline.evaluation.evaluate import EvaluateError, evaluate, split_test_sources
+    from audio_superres.preprocessing.audio import audio_files_in
 
     up, info, checkpoint = _upsampler(args, settings)
     trained_on = info["data"]["lowres"]
@@ -137,7 +164,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from .report import ReportError, build_report
+    from audio_superres.pipeline.evaluation.report import ReportError, build_report
 
     eval_dir = args.eval or Path(settings.training.run_dir) / "eval"
     try:
@@ -180,10 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upsample", help="restore the high band of whole recordings with a trained model (files or folders)")
     _common(p)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders (searched recursively), at any rate")
-    p.add_argument("-o", "--output", type=Path, metavar="OUT", help="one input file: the output file (default <stem>_x<factor>.wav beside it); otherwise a folder mirroring the inputs")
-    p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="model checkpoint (default upsampling.checkpoint)")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT", help="one input file: the output file or a folder (default <stem>_16k.wav beside it); otherwise a folder mirroring the inputs (default <folder>_16k/)")
+    p.add_argument("--model", choices=[m.name for m in SHIPPED], help="use this shipped model for every file (default: chosen per file by its measured band)")
+    p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="use this checkpoint for every file (default upsampling.checkpoint, else the choice per file)")
+    p.add_argument("--rate", type=int, metavar="HZ", help="output rate (default 16000: the shipped models' output)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them, so a rerun finishes only what is missing)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default upsampling.device")
     p.set_defaults(func=cmd_upsample)
+
+    p = sub.add_parser("inspect", help="rate, channels, duration and measured bandwidth of recordings, and the model upsample would choose")
+    _common(p)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders (searched recursively)")
+    p.add_argument("--csv", type=Path, metavar="PATH", help="also write the table as CSV")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("evaluate", help="score a model beside the sinc and cubic baselines on the test split or a folder")
     _common(p)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from preprocessing.audio import read_audio, to_pcm16, write_audio
-from preprocessing.lowres import make_lowres
-from preprocessing.splice import splice
-from preprocessing.split import split
-from preprocessing.synth import generate_talks
+from audio_superres.preprocessing.audio import read_audio, to_pcm16, write_audio
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.splice import splice
+from audio_superres.preprocessing.split import split
+from audio_superres.preprocessing.synth import generate_talks
 
-from .settings import Settings
+from audio_superres.settings import Settings
 
 DEMO_TALKS = 10
 DEMO_SECONDS = 40.0
@@ -37,11 +37,11 @@ DEMO_TRAINING = {"batch_size": 8, "learning_rate": 2e-3, "warmup_steps": 20, "nu
 
 
 def run_demo(workdir: Path, settings: Settings, quiet: bool = False, train_minutes: float = DEMO_TRAIN_MINUTES) -> int:
-    from models.evaluate import evaluate, markdown_table, split_test_sources
-    from models.inference import ChunkPlan, load_upsampler, upsample_array
-    from models.train import train
+    from audio_superres.pipeline.evaluation.evaluate import evaluate, markdown_table, split_test_sources
+    from audio_superres.pipeline.inference import ChunkPlan, load_upsampler, output_suffix, upsample_array
+    from audio_superres.pipeline.training.train import train
 
-    from .report import build_report
+    from audio_superres.pipeline.evaluation.report import build_report
 
     say = (lambda *a: None) if quiet else print
     talks_dir, clips_dir, run_dir = workdir / "talks", workdir / "clips", workdir / "run"
@@ -75,7 +75,7 @@ def run_demo(workdir: Path, settings: Settings, quiet: bool = False, train_minut
     narrow = to_pcm16(make_lowres(talk[: len(talk) // data.factor * data.factor], data.factor, data.lowres, rate))
     narrow_path = workdir / "upsampled" / f"{paths[0].stem}_4khz.wav"
     write_audio(narrow_path, narrow, data.low_rate)
-    restored_path = workdir / "upsampled" / f"{paths[0].stem}_4khz_x{data.factor}.wav"
+    restored_path = workdir / "upsampled" / f"{paths[0].stem}_4khz{output_suffix(data.sample_rate)}.wav"
     write_audio(restored_path, upsample_array(narrow, up, ChunkPlan.from_settings(demo.upsampling, up.low_rate)), up.high_rate)
     page = build_report(workdir / "eval", workdir / "report", quiet=True)
 

@@ -8,7 +8,7 @@ import errno
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -117,10 +117,50 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
     return np.ascontiguousarray(out), rate
 
 
+def pcm16_ints(x: np.ndarray) -> np.ndarray:
+    """``x`` in [-1, 1] as int16, rounded to nearest and clipped at full scale: the one place the
+    16-bit grid is made (libsndfile would floor floats on the way to PCM, a -0.5 LSB bias)."""
+    return np.clip(np.round(np.asarray(x) * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def to_pcm16(x: np.ndarray) -> np.ndarray:
     """Round to the 16-bit grid (clipping at full scale), kept as float32 so that what a later stage
     computes from it equals what it would compute from the written file."""
-    return (np.clip(np.round(x * 32768.0), -32768, 32767) / 32768.0).astype(np.float32)
+    return pcm16_ints(x).astype(np.float32) / np.float32(32768.0)
+
+
+def audio_files_in(folder: str | Path, exclude: Iterable[Path] = (), problems: list[str] | None = None) -> list[Path]:
+    """Audio files under ``folder``, recursively, sorted, each real file once (a link to a file or
+    folder already taken is skipped, so a folder that links to itself is walked once, not forever).
+    Hidden files and folders (temporaries) and the folders in ``exclude`` (an output folder inside
+    the input) are left out. A sub-folder that cannot be read is appended to ``problems`` as one
+    line (the caller reports it), never skipped in silence."""
+    folder = Path(folder)
+    skip = {Path(e).resolve() for e in exclude}
+    seen_dirs: set[Path] = set()
+    seen_files: set[Path] = set()
+    found: list[Path] = []
+
+    def unreadable(e: OSError) -> None:
+        if problems is not None:
+            problems.append(f"{e.filename}: cannot read this folder ({e.strerror})")
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
+        real_root = Path(root).resolve()
+        if real_root in seen_dirs or real_root in skip:
+            dirs[:] = []
+            continue
+        seen_dirs.add(real_root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.suffix.lower() not in AUDIO_EXTENSIONS or name.startswith("."):
+                continue
+            real = path.resolve()
+            if real not in seen_files:
+                seen_files.add(real)
+                found.append(path)
+    return sorted(found)
 
 
 def temporary_name(path: Path) -> Path:
@@ -199,7 +239,7 @@ def write_audio(path: str | Path, x: np.ndarray, sample_rate: int, subtype: str 
     if subtype == "PCM_16":
         # round to int16 here: libsndfile scales floats by 32767 on the way in and 32768 on the way
         # out, so passing floats would not give back to_pcm16(x); integers round-trip exactly
-        x = np.clip(np.round(np.asarray(x) * 32768.0), -32768, 32767).astype(np.int16)
+        x = pcm16_ints(x)
     elif subtype.startswith("PCM"):
         x = np.clip(x, -1.0, 1.0)
     with atomic_path(path) as tmp:

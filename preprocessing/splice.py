@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pipeline.settings import DataSettings
+from audio_superres.settings import DataSettings
 
-from .audio import AUDIO_EXTENSIONS, AudioError, atomic_write_text, read_audio, remove_stale_temporaries, to_pcm16, write_audio
+from .audio import AUDIO_EXTENSIONS, AudioError, audio_files_in, atomic_write_text, read_audio, remove_stale_temporaries, to_pcm16, write_audio
 from .lowres import make_lowres
 from .parallel import parallel_map
 
@@ -111,23 +111,12 @@ def find_sources(input_dir: str | Path, talk_from: str = "file", exclude: Path |
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise SpliceError(f"{input_dir}: input folder does not exist (data.input_dir)" if not input_dir.exists() else f"{input_dir}: not a folder (data.input_dir)")
-    exclude_real = exclude.resolve() if exclude is not None else None
-    seen: set[Path] = set()
-    found: list[tuple[Path, str]] = []
-    for root, dirs, files in os.walk(input_dir, followlinks=True):
-        dirs.sort()
-        if exclude_real is not None and Path(root).resolve() == exclude_real:
-            dirs[:] = []
-            continue
-        for name in sorted(files):
-            path = Path(root) / name
-            if path.suffix.lower() not in AUDIO_EXTENSIONS or name.startswith("."):
-                continue
-            real = path.resolve()
-            if real in seen:  # TEDLIUM's legacy/ links, or any other link to a file already taken
-                continue
-            seen.add(real)
-            found.append((path, path.relative_to(input_dir).as_posix()))
+    problems: list[str] = []
+    # each real file once: TEDLIUM's legacy/ links, or any other link to a file already taken
+    paths = audio_files_in(input_dir, [exclude] if exclude is not None else [], problems)
+    if problems:
+        raise SpliceError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + "; fix the permissions or move it out of data.input_dir")
+    found = [(path, path.relative_to(input_dir).as_posix()) for path in paths]
     found.sort(key=lambda pr: pr[1])
 
     def unique(names: list[str], fallback: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.settings import Splits
+from audio_superres.settings import Splits
 
 from .audio import atomic_write_text
 

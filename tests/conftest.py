@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.settings import DataSettings
-from preprocessing.synth import synth_speech
+from audio_superres.settings import DataSettings
+from audio_superres.preprocessing.synth import synth_speech
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PIPELINE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -20,6 +20,12 @@ def write_talk(path: Path, seconds: float, seed: int = 0, sample_rate: int = 160
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), synth_speech(seconds, sample_rate, seed=seed), sample_rate, subtype=subtype)
     return path
+
+
+def empty_settings(folder: Path) -> Path:
+    """A settings folder with no files in it: every setting at its built-in default."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def data_settings(input_dir: Path, output_dir: Path, **changes) -> DataSettings:
@@ -33,8 +39,8 @@ def data_settings(input_dir: Path, output_dir: Path, **changes) -> DataSettings:
 def clips(tmp_path_factory) -> Path:
     """Training clips for a test module: 5 talks of 4 s -> 20 clips of 0.5 s; by talk: 12 train
     (3 steps an epoch at batch 4), 4 val, 4 test."""
-    from preprocessing.splice import splice
-    from preprocessing.split import split
+    from audio_superres.preprocessing.splice import splice
+    from audio_superres.preprocessing.split import split
 
     root = tmp_path_factory.mktemp("train_clips")
     for i in range(5):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from preprocessing.audio import AudioError, atomic_path, read_audio, to_pcm16, write_audio
+from audio_superres.preprocessing.audio import AudioError, atomic_path, read_audio, to_pcm16, write_audio
 
 from .conftest import tone
 

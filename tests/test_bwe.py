@@ -6,21 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from models.bwe import BandwidthExtender, sinc_kernel, sinc_upsample
-from models.losses import training_loss
-from models.registry import build_model
-from pipeline.settings import ModelSettings
-from preprocessing.baselines import upsample_sinc
-from preprocessing.lowres import make_lowres
-from preprocessing.synth import synth_speech
+from audio_superres.models.bwe import BandwidthExtender, sinc_kernel, sinc_upsample
+from audio_superres.models.losses import training_loss
+from audio_superres.models.registry import build_model
+from audio_superres.settings import ModelSettings
+from audio_superres.pipeline.evaluation.baselines import upsample_sinc
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.synth import synth_speech
 
 FACTOR = 4
-TINY = {"name": "bwe", "hidden": 32, "blocks": 2}
+TINY = {"hidden": 32, "blocks": 2}
 
 
 def tiny(seed: int = 0, **changes) -> BandwidthExtender:
     torch.manual_seed(seed)
-    return build_model(ModelSettings(**{**TINY, **changes}), FACTOR)
+    return build_model(ModelSettings(name="bwe", bwe={**TINY, **changes}), FACTOR)
 
 
 def speech_pair(seconds: float, seed: int, method: str = "soxr") -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +37,7 @@ def band_error(estimate: np.ndarray, reference: np.ndarray, below_hz: float, sam
 
 
 def test_registered_as_bwe():
-    assert isinstance(build_model(ModelSettings(name="bwe", hidden=16, blocks=1), FACTOR), BandwidthExtender)
+    assert isinstance(build_model(ModelSettings(name="bwe", bwe={"hidden": 16, "blocks": 1}), FACTOR), BandwidthExtender)
 
 
 @pytest.mark.parametrize("n", [1, 7, 999, 8000])
@@ -136,8 +136,8 @@ def test_snr_hinge_charges_a_prediction_worse_than_sinc_and_not_one_much_better(
 
 
 def test_lsd_loss_matches_the_metric():
-    from models import metrics
-    from models.bwe import _lsd_loss
+    from audio_superres.pipeline.evaluation import metrics
+    from audio_superres.models.bwe import _lsd_loss
 
     y, lr = speech_pair(1.0, seed=8)
     sinc = upsample_sinc(lr, FACTOR, 4000)
@@ -223,8 +223,8 @@ def test_its_stft_shortcuts_give_torch_stft_bins(changes):
 
 
 def test_upsampler_turns_bf16_on_for_it_alone_when_auto():
-    from models.inference import Upsampler
-    from models.interpolation import Interpolator
+    from audio_superres.pipeline.inference import Upsampler
+    from audio_superres.models.interpolation import Interpolator
 
     assert Upsampler(tiny(), FACTOR, 4000, bf16="auto").bf16 is True
     assert Upsampler(Interpolator(FACTOR, "cubic"), FACTOR, 4000, bf16="auto").bf16 is False

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_model, read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from models.registry import build_model
-from pipeline.settings import ModelSettings
+from audio_superres.models.checkpoint import CheckpointError, load_model, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audio_superres.models.registry import build_model
+from audio_superres.settings import ModelSettings
 
 DATA = {"sample_rate": 16000, "factor": 4, "low_rate": 4000, "lowres": ["soxr"]}
 
@@ -128,5 +128,5 @@ def test_weights_that_do_not_fit_the_settings(tmp_path):
     checkpoint["model"] = {**checkpoint["model"], "name": "resnet"}
     checkpoint["family"] = "resnet"
     save_checkpoint(tmp_path / "d.pt", checkpoint)
-    with pytest.raises(CheckpointError, match=r"d\.pt: model.name 'resnet' is not a model family"):
+    with pytest.raises(CheckpointError, match=r"d\.pt: model settings in the checkpoint are not valid here: model\.name: Input should be 'bwe', 'audiounet' or 'tfnet'"):
         load_model(tmp_path / "d.pt")

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from pipeline.demo import run_demo
-from pipeline.settings import load_settings
+from audio_superres.pipeline.demo import run_demo
+from audio_superres.settings import load_settings
 
 
 def test_demo_runs_end_to_end_and_beats_cubic(tmp_path, capsys):
@@ -14,5 +14,5 @@ def test_demo_runs_end_to_end_and_beats_cubic(tmp_path, capsys):
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
     means = scores.groupby("system")["lsd"].mean()
     assert means["model"] < means["cubic"]
-    for produced in ("run/best.pt", "run/history.csv", "report/index.html", "upsampled/talk_00_4khz_x4.wav", "clips/splits/test.csv"):
+    for produced in ("run/best.pt", "run/history.csv", "report/index.html", "upsampled/talk_00_4khz_16k.wav", "clips/splits/test.csv"):
         assert (tmp_path / produced).is_file(), produced

@@ -12,16 +12,16 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from models.evaluate import evaluate, evaluate_files
-from models.inference import ChunkPlan, Upsampler, upsample_file
-from models.metrics import band_energy, score, snr
-from pipeline.cli import main
-from pipeline.settings import UpsamplingSettings
-from preprocessing.audio import to_pcm16
-from preprocessing.baselines import upsample_sinc
-from preprocessing.lowres import make_lowres
-from preprocessing.splice import splice
-from preprocessing.split import split
+from audio_superres.pipeline.evaluation.evaluate import evaluate, evaluate_files
+from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file
+from audio_superres.pipeline.evaluation.metrics import band_energy, score, snr
+from audio_superres.pipeline.cli import main
+from audio_superres.settings import UpsamplingSettings
+from audio_superres.preprocessing.audio import to_pcm16
+from audio_superres.pipeline.evaluation.baselines import upsample_sinc
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.splice import splice
+from audio_superres.preprocessing.split import split
 
 from .conftest import data_settings, tone, write_talk
 from .test_inference import FACTOR, HIGH, LOW, save_tiny_checkpoint
@@ -74,7 +74,7 @@ def test_model_scores_are_those_of_the_upsample_command(tmp_path):
     hr, _ = sf.read(tmp_path / "hr.wav", dtype="float32")
     lr = to_pcm16(make_lowres(hr, FACTOR, "soxr"))
     sf.write(tmp_path / "lr.wav", lr, LOW, subtype="PCM_16")
-    from models.checkpoint import load_model
+    from audio_superres.models.checkpoint import load_model
 
     model, _ = load_model(save_tiny_checkpoint(tmp_path / "t.pt"))
     settings = UpsamplingSettings(chunk_seconds=1.0, overlap_seconds=0.1, context_seconds=0.1)

@@ -6,21 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .conftest import empty_settings
 import soundfile as sf
 import soxr
 import torch
 from torch import nn
 
-from models import inference
-from models.checkpoint import save_checkpoint
-from models.inference import ChunkPlan, Upsampler, plan_outputs, upsample_array, upsample_file
-from models.interpolation import Interpolator
-from models.registry import build_model
-from pipeline.cli import main
-from pipeline.settings import ModelSettings, UpsamplingSettings
-from preprocessing.audio import to_pcm16
-from preprocessing.lowres import make_lowres
-from preprocessing.synth import synth_speech
+from audio_superres.models import packaged
+from audio_superres.models.checkpoint import save_checkpoint
+from audio_superres.pipeline.inference import ChunkPlan, Upsampler, plan_outputs, upsample_array, upsample_file
+from audio_superres.models.interpolation import Interpolator
+from audio_superres.models.registry import build_model
+from audio_superres.pipeline.cli import main
+from audio_superres.settings import ModelSettings, UpsamplingSettings
+from audio_superres.preprocessing.audio import to_pcm16
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.synth import synth_speech
 
 LOW, FACTOR, HIGH = 4000, 4, 16000
 
@@ -28,7 +30,7 @@ LOW, FACTOR, HIGH = 4000, 4, 16000
 def save_tiny_checkpoint(path: Path, width: int = 2, depth: int = 2, seed: int = 0) -> Path:
     """An untrained audiounet saved as `pipeline train` would (4 kHz -> 16 kHz, soxr low-res)."""
     torch.manual_seed(seed)
-    settings = ModelSettings(width=width, depth=depth)
+    settings = ModelSettings(name="audiounet", width=width, depth=depth)
     model = build_model(settings, FACTOR)
     save_checkpoint(
         path,
@@ -112,7 +114,7 @@ def _wide_untrained_audiounet() -> nn.Module:
     by design; here it is scaled up so that the network, not the interpolation, dominates what the
     chunking could break)."""
     torch.manual_seed(0)
-    model = build_model(ModelSettings(width=4, depth=4, dropout=0.0), FACTOR).eval()
+    model = build_model(ModelSettings(name="audiounet", width=4, depth=4, dropout=0.0), FACTOR).eval()
     nn.init.normal_(model.unet.last.weight, std=0.1)
     return model
 
@@ -141,11 +143,11 @@ def test_plan_outputs_mirrors_a_folder_and_refuses_to_overwrite_inputs(tmp_path)
     for rel in ("a.wav", "sub/b.flac", "sub/deeper/c.wav"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(b"x")
-    pairs, errors = plan_outputs([src], tmp_path / "out", FACTOR)
+    pairs, errors = plan_outputs([src], tmp_path / "out", HIGH)
     assert errors == []
     assert sorted(d.relative_to(tmp_path / "out").as_posix() for _, d in pairs) == ["a.wav", "sub/b.wav", "sub/deeper/c.wav"]
-    pairs, errors = plan_outputs([src], src, FACTOR)  # output folder = input folder: a.wav would be replaced
-    assert any("a.wav: its output would overwrite the input" in e for e in errors)
+    pairs, errors = plan_outputs([src], src, HIGH)  # output folder = input folder: a.wav would be replaced
+    assert pairs == [] and any("the output folder is this input folder itself" in e for e in errors)
     assert all(s.resolve() != d.resolve() for s, d in pairs)
 
 
@@ -168,12 +170,12 @@ def _write(path: Path, seconds: float, rate: int = LOW, channels: int = 1, seed:
 def test_one_file_default_output_beside_it(tmp_path, checkpoint, capsys):
     src = _write(tmp_path / "talk.wav", 1.5, rate=8000, channels=2)
     assert main(["upsample", str(src), "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
-    out = tmp_path / "talk_x4.wav"
+    out = tmp_path / "talk_16k.wav"  # named for the output rate
     info = sf.info(out)
     assert (info.samplerate, info.channels, info.frames) == (HIGH, 2, FACTOR * round(1.5 * LOW))
     printed = capsys.readouterr()
     assert "8000 Hz resampled to the model's input rate 4000 Hz" in printed.out + printed.err
-    assert "upsample: 1 file(s) done, 0 failed" in printed.out
+    assert "upsample: 1 file(s) done (1 with the given model), 0 already done, 0 failed" in printed.out
 
 
 def test_folder_is_mirrored_with_same_stems(tmp_path, checkpoint):
@@ -240,18 +242,18 @@ def test_one_file_output_must_be_a_new_wav(tmp_path, checkpoint, capsys):
 
 
 def test_no_checkpoint_is_a_one_line_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(inference, "PACKAGED_CHECKPOINT", tmp_path / "not_installed.pt")
+    monkeypatch.setattr(packaged, "PACKAGED_CHECKPOINT", tmp_path / "not_installed.pt")
     src = _write(tmp_path / "a.wav", 0.2)
-    assert main(["upsample", str(src), "--settings", str(tmp_path / "none")]) == 2
+    assert main(["upsample", str(src), "--checkpoint", "packaged", "--settings", str(empty_settings(tmp_path / "none"))]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_packaged_model_is_the_default(tmp_path, capsys):
     """`pipeline upsample talk.wav` with no checkpoint uses the model shipped in the package."""
-    assert inference.PACKAGED_CHECKPOINT.is_file()
+    assert packaged.PACKAGED_CHECKPOINT.is_file()
     src = _write(tmp_path / "talk.wav", 1.0, rate=8000)
-    assert main(["upsample", str(src), "--settings", str(tmp_path / "none"), "--device", "cpu"]) == 0
-    out = tmp_path / "talk_x4.wav"
+    assert main(["upsample", str(src), "--settings", str(empty_settings(tmp_path / "none")), "--device", "cpu"]) == 0
+    out = tmp_path / "talk_16k.wav"
     info = sf.info(out)
     assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
 
@@ -264,7 +266,7 @@ def test_quiet_prints_nothing(tmp_path, checkpoint, capsys):
 
 
 def test_bf16_autocast_runs_and_stays_close(tmp_path):
-    from models.checkpoint import load_model
+    from audio_superres.models.checkpoint import load_model
 
     model, _ = load_model(save_tiny_checkpoint(tmp_path / "t.pt"))
     lr = to_pcm16(make_lowres(synth_speech(2.0, HIGH, seed=6), FACTOR))
@@ -288,4 +290,4 @@ def test_cuda_without_gpu_is_a_one_line_error(tmp_path, checkpoint, capsys):
     src = _write(tmp_path / "a.wav", 0.2)
     assert main(["upsample", str(src), "--checkpoint", str(checkpoint), "--device", "cuda"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
-    assert not (tmp_path / "a_x4.wav").exists()
+    assert not (tmp_path / "a_16k.wav").exists()

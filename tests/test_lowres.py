@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.lowres import make_lowres
 
 from .conftest import tone
 

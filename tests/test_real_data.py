@@ -7,7 +7,9 @@ import pandas as pd
 import soundfile as sf
 import soxr
 
-from pipeline.cli import main
+from audio_superres.pipeline.cli import main
+
+from .conftest import empty_settings
 
 
 def test_ten_talks_plus_a_corrupt_file(shared_data, tmp_path, capsys):
@@ -17,7 +19,7 @@ def test_ten_talks_plus_a_corrupt_file(shared_data, tmp_path, capsys):
         (talks / src.name).symlink_to(src)
     (talks / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
     out = tmp_path / "clips"
-    args = ["--settings", str(tmp_path / "none"), "--set", f"data.input_dir={talks}", "--set", f"data.output_dir={out}", "--quiet"]
+    args = ["--settings", str(empty_settings(tmp_path / "none")), "--set", f"data.input_dir={talks}", "--set", f"data.output_dir={out}", "--quiet"]
     assert main(["splice", *args]) == 1
     assert f"error: {talks / 'corrupt.flac'}: " in capsys.readouterr().err
     manifest = pd.read_csv(out / "manifest.csv")

@@ -3,7 +3,7 @@ second run at once, a full disk, checkpoints carrying code, and broken settings.
 
 Every test asserts the exit status, the one-line message and what is on disk afterwards: no
 temporary left under a final name, complete outputs. Faults use real processes
-(``python -m pipeline.cli`` killed with SIGKILL mid-work) and, where the machine allows a user
+(``python -m audio_superres.pipeline.cli`` killed with SIGKILL mid-work) and, where the machine allows a user
 namespace (``unshare -rm``), a real size-limited file system (tmpfs); a full disk is also injected
 in-process (ENOSPC), which runs everywhere.
 """
@@ -26,14 +26,14 @@ import soundfile as sf
 import soxr
 import torch
 
-import models.checkpoint as checkpoint_module
-from models.checkpoint import read_checkpoint
-from pipeline.cli import main
-from preprocessing.splice import splice
-from preprocessing.split import split
-from preprocessing.synth import synth_speech
+import audio_superres.models.checkpoint as checkpoint_module
+from audio_superres.models.checkpoint import read_checkpoint
+from audio_superres.pipeline.cli import main
+from audio_superres.preprocessing.splice import splice
+from audio_superres.preprocessing.split import split
+from audio_superres.preprocessing.synth import synth_speech
 
-from .conftest import data_settings, write_talk
+from .conftest import data_settings, write_talk, empty_settings
 
 REPO = Path(__file__).resolve().parents[1]
 # one thread in the child processes as here: the same arithmetic, so a resumed run can be compared
@@ -59,7 +59,7 @@ def sets(*overrides: str) -> list[str]:
 
 
 def no_settings(tmp: Path) -> list[str]:
-    return ["--settings", str(tmp / "no_settings")]
+    return ["--settings", str(empty_settings(tmp.parent / f"{tmp.name}_no_settings"))]
 
 
 def temporaries(folder: Path) -> list[Path]:
@@ -72,7 +72,7 @@ def error_lines(text: str) -> list[str]:
 
 
 def child(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "audio_superres.pipeline.cli", *args], cwd=REPO, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 120.0) -> None:
@@ -119,7 +119,7 @@ def run_on_full_disk(mount: Path, size_kb: int, *args: str) -> tuple[int, str, P
     left.mkdir()
     script = 'mount -t tmpfs -o size="$1"k tmpfs "$2" || exit 99; m=$2; c=$3; shift 3; "$@"; rc=$?; cp -a "$m"/. "$c"/ || exit 98; exit $rc'
     done = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", script, "sh", str(size_kb), str(mount), str(left), sys.executable, "-m", "pipeline.cli", *args],
+        ["unshare", "-rm", "sh", "-c", script, "sh", str(size_kb), str(mount), str(left), sys.executable, "-m", "audio_superres.pipeline.cli", *args],
         cwd=REPO, env=CHILD_ENV, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode not in (98, 99), done.stderr
@@ -151,7 +151,7 @@ def reference_clips(talks, tmp_path_factory) -> Path:
 
 
 def train_args(clips: Path, run_dir: Path, *more: str) -> list[str]:
-    return ["--settings", str(run_dir.parent / "no_settings"), *sets(f"data.output_dir={clips}", f"training.run_dir={run_dir}", *TRAIN, *more), "--quiet"]
+    return ["--settings", str(empty_settings(run_dir.parent.parent / f"{run_dir.parent.name}_no_settings")), *sets(f"data.output_dir={clips}", f"training.run_dir={run_dir}", *TRAIN, *more), "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -458,7 +458,7 @@ def test_full_disk_injected_in_process(talks, clips, tmp_path, monkeypatch, caps
     assert temporaries(run_dir) == []
     monkeypatch.undo()
 
-    import preprocessing.splice as splice_module
+    import audio_superres.preprocessing.splice as splice_module
 
     real_write = splice_module.write_audio
 
@@ -532,7 +532,7 @@ SETTINGS_CASES = [  # (file, content, the error line after "error: <settings>/<f
     ("data.json", '{"factor": 4,}', "malformed JSON at line 1 column 14: Expecting property name enclosed in double quotes"),
     ("data.json", "", "malformed JSON at line 1 column 1: Expecting value"),
     ("data.json", "[1, 2]", "expected a JSON object, got list"),
-    ("model.json", '{"widht": 8}', "model.widht: unknown key"),
+    ("model.json", '{"widht": 8}', "model.widht: unknown key (did you mean model.width?)"),
     ("training.json", '{"batch_size": "sixteen"}', "training.batch_size: Input should be a valid integer, unable to parse string as an integer"),
     ("upsampling.json", '{"chunk_seconds": Infinity}', "upsampling.chunk_seconds: Input should be a finite number"),
     ("data.json", '{"clip_seconds": NaN}', "data.clip_seconds: Input should be a finite number"),

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from models.evaluate import evaluate
-from models.inference import Upsampler
-from models.interpolation import Interpolator
-from pipeline.cli import main
-from pipeline.report import build_report
+from audio_superres.pipeline.evaluation.evaluate import evaluate
+from audio_superres.pipeline.inference import Upsampler
+from audio_superres.models.interpolation import Interpolator
+from audio_superres.pipeline.cli import main
+from audio_superres.pipeline.evaluation.report import build_report
 
 from .conftest import write_talk
 from .test_inference import FACTOR, LOW

@@ -3,14 +3,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.settings import SETTINGS_MODELS, DataSettings, SettingsError, load_settings
+from audio_superres.pipeline.cli import main
+from audio_superres.settings import SETTINGS_MODELS, DataSettings, SettingsError, load_settings
 
 from .conftest import REPO
 
 
-def test_missing_folder_gives_defaults(tmp_path):
-    s = load_settings(tmp_path / "nowhere")
+def test_missing_folder_is_an_error_and_no_folder_gives_defaults(tmp_path, monkeypatch):
+    with pytest.raises(SettingsError, match=r"nowhere: --settings folder does not exist"):
+        load_settings(tmp_path / "nowhere")
+    monkeypatch.chdir(tmp_path)  # no ./settings here: the built-in defaults
+    s = load_settings(None)
     assert s.data == DataSettings()
     assert s.data.low_rate == 4000 and s.data.clip_samples == 32000 and s.data.hop_samples == 32000
 
@@ -63,9 +66,10 @@ def test_malformed_json_and_bad_set_syntax(tmp_path):
     with pytest.raises(SettingsError, match=r"training\.json: malformed JSON at line 1"):
         load_settings(tmp_path)
     with pytest.raises(SettingsError, match="expected FILE.KEY=VALUE"):
-        load_settings(tmp_path / "x", ["data.factor"])
+        load_settings(None, ["data.factor"])
     with pytest.raises(SettingsError, match="key must start with one of data, model, training, upsampling"):
-        load_settings(tmp_path / "x", ["dta.factor=2"])
+        load_settings(None, ["dta.factor=2"])
+    (tmp_path / "training.json").unlink()
     (tmp_path / "model.json").write_text("[1, 2]")
     with pytest.raises(SettingsError, match="model.json: expected a JSON object"):
         load_settings(tmp_path)

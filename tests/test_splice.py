@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipeline.cli import main
-from preprocessing import splice as splice_module
-from preprocessing.lowres import make_lowres
-from preprocessing.splice import MANIFEST_COLUMNS, SpliceError, clip_starts, find_sources, splice
+from audio_superres.pipeline.cli import main
+from audio_superres.preprocessing import splice as splice_module
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.splice import MANIFEST_COLUMNS, SpliceError, clip_starts, find_sources, splice
 
-from .conftest import data_settings, tone, write_talk
+from .conftest import data_settings, tone, write_talk, empty_settings
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_bad_files_reported_others_processed(corpus, tmp_path, capsys):
     (corpus / "junk.flac").write_bytes(os.urandom(3000))
     (corpus / "folder.wav").mkdir()
     out = tmp_path / "clips"
-    code = main(["splice", "--settings", str(tmp_path / "none"), "--set", f"data.input_dir={corpus}", "--set", f"data.output_dir={out}", "--set", "data.trim_seconds=1", "--quiet"])
+    code = main(["splice", "--settings", str(empty_settings(tmp_path / "none")), "--set", f"data.input_dir={corpus}", "--set", f"data.output_dir={out}", "--set", "data.trim_seconds=1", "--quiet"])
     err = capsys.readouterr().err
     assert code == 1
     assert f"error: {corpus / 'zero.wav'}: empty file (0 bytes)" in err

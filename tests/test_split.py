@@ -2,9 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cli import main
-from pipeline.settings import Splits
-from preprocessing.split import assign_groups, split, split_manifest
+from audio_superres.pipeline.cli import main
+
+from .conftest import empty_settings
+from audio_superres.settings import Splits
+from audio_superres.preprocessing.split import assign_groups, split, split_manifest
 
 
 def fake_manifest(clips_per_talk: dict[str, int]) -> pd.DataFrame:
@@ -58,7 +60,7 @@ def test_split_by_clip_mixes_talks():
 
 def test_cli_writes_csvs_and_prints_table(tmp_path, capsys):
     fake_manifest({f"t{i}": 10 for i in range(10)}).to_csv(tmp_path / "manifest.csv", index=False)
-    assert main(["split", "--settings", str(tmp_path / "none"), "--set", f"data.output_dir={tmp_path}"]) == 0
+    assert main(["split", "--settings", str(empty_settings(tmp_path / "none")), "--set", f"data.output_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
     assert "train       6      60" in out and "split: 10 talks, 100 clips" in out
     for name in ("train", "val", "test"):

@@ -17,19 +17,19 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-import models.train as train_module
-from models.checkpoint import load_model, read_checkpoint
-from models.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, change_speed, load_split
-from models.losses import stft_loss_terms, training_loss
-from models.registry import MODEL_FAMILIES, register
-from pipeline.cli import main
-from pipeline.settings import load_settings
-from preprocessing.lowres import make_lowres
+import audio_superres.pipeline.training.train as train_module
+from audio_superres.models.checkpoint import load_model, read_checkpoint
+from audio_superres.pipeline.training.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, change_speed, load_split
+from audio_superres.models.losses import stft_loss_terms, training_loss
+from audio_superres.models import registry
+from audio_superres.pipeline.cli import main
+from audio_superres.settings import load_settings
+from audio_superres.preprocessing.lowres import make_lowres
 
-from .conftest import tone
+from .conftest import empty_settings, tone
 
 
-TINY = ["model.width=8", "model.depth=2"]
+TINY = ["model.name=audiounet", "model.width=8", "model.depth=2"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +49,7 @@ def settings_for(clips: Path, run_dir: Path, *overrides: str):
 
 
 def cli_args(clips: Path, run_dir: Path, *overrides: str) -> list[str]:
-    args = ["--settings", str(run_dir.parent / "no_settings")]
+    args = ["--settings", str(empty_settings(run_dir.parent / "no_settings"))]
     for o in [f"data.output_dir={clips}", f"training.run_dir={run_dir}", "training.batch_size=4", "training.num_workers=0", *TINY, *overrides]:
         args += ["--set", o]
     return args
@@ -152,22 +152,37 @@ def test_early_stop_after_patience_validations_without_improvement(clips, tmp_pa
     assert read_checkpoint(run / "best.pt")["epoch"] == 2 and read_checkpoint(run / "last.pt")["epoch"] == 4
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monkeypatch, capsys):
+def _poison(monkeypatch, from_call: int, to_call: float) -> None:
     calls = {"n": 0}
 
     def poisoned(pred, target, **kwargs):
         loss, terms = training_loss(pred, target, **kwargs)
         if torch.is_grad_enabled():
             calls["n"] += 1
-            if calls["n"] == 5:  # step 5: in epoch 2, after epoch 1's checkpoint
+            if from_call <= calls["n"] <= to_call:
                 loss = loss * float("nan")
         return loss, terms
 
     monkeypatch.setattr(train_module, "training_loss", poisoned)
+
+
+def test_one_nan_batch_is_skipped_and_the_run_goes_on(clips, tmp_path, monkeypatch):
+    _poison(monkeypatch, 5, 5)  # step 5 only: in epoch 2
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", *cli_args(clips, run, "training.epochs=3")]) == 0
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["skipped"]) == [0, 1, 0] and list(history["step"]) == [3, 5, 8]  # 9 batches, 8 steps
+    model, _ = load_model(run / "best.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nan_loss_in_a_row_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "MAX_BAD_STEPS_IN_A_ROW", 2)
+    _poison(monkeypatch, 5, math.inf)  # from step 5 on: in epoch 2, after epoch 1's checkpoint
     run = tmp_path / "run"
     assert main(["train", "--quiet", *cli_args(clips, run, "training.epochs=3")]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "loss became nan" in err and "step 5" in err and "last.pt (step 3) is kept" in err
+    assert len(err.splitlines()) == 1 and "loss became nan" in err and "for 2 batches in a row, up to step 5" in err and "last.pt (step 3) is kept" in err
     assert read_checkpoint(run / "last.pt")["step"] == 3
     assert len(pd.read_csv(run / "history.csv")) == 1
     model, _ = load_model(run / "last.pt")
@@ -188,7 +203,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clips, tmp_path, monk
         ("training.talk_sampling_power=1.5", "--set training.talk_sampling_power: Input should be less than or equal to 1"),
         ("training.ema_decay=1", "--set training.ema_decay: Input should be less than 1"),
         ("data.factor=2", "clips are 16000 Hz with factor 4, but data.sample_rate=16000 and data.factor=2"),
-        ("model.name=resnet", "model.name 'resnet' is not a model family"),
+        ("model.name=resnet", "--set model.name: Input should be 'bwe', 'audiounet' or 'tfnet'"),
     ],
 )
 def test_bad_settings_are_rejected_with_one_line(clips, tmp_path, capsys, override, expected):
@@ -304,7 +319,7 @@ def test_stored_pairs_cached_or_not_are_the_files(clips):
     for i in range(len(rows)):
         for a, b in zip(cached[i], disk[i]):
             assert torch.equal(a, b)
-    from preprocessing.audio import read_audio
+    from audio_superres.preprocessing.audio import read_audio
 
     assert np.array_equal(cached[2][0][0].numpy(), read_audio(clips / rows["lr_path"][2])[0])
 
@@ -456,28 +471,25 @@ class _Penalised(nn.Module):
         return {"energy": (pred.float() ** 2).mean() * 10}
 
 
-def test_model_loss_hook_is_added_and_logged(clips, tmp_path):
+def test_model_loss_hook_is_added_and_logged(clips, tmp_path, monkeypatch):
     m = _Penalised()
     x, y = torch.ones(1, 1, 8), torch.zeros(1, 1, 8)
     total, terms = training_loss(m(x), y, mse_weight=1.0, model=m)
     assert set(terms) == {"mse", "energy"} and total.item() == pytest.approx(1 + 10)
 
-    base = MODEL_FAMILIES["audiounet"]
+    base = registry.FAMILIES["audiounet"]
 
-    @register("audiounet_penalised")
-    class AudioUNetPenalised(base):
+    class AudioUNetPenalised(base.network):
         def training_losses(self, pred, target):
             return {"lsd": (pred.float() ** 2).mean()}  # named like a score: both must be kept
 
-    try:
-        run = tmp_path / "run"
-        train_module.train(settings_for(clips, run, "model.name=audiounet_penalised", "training.mse_weight=0", "training.max_steps=2"), quiet=True)
-        history = pd.read_csv(run / "history.csv")
-        assert {"train_loss_lsd", "val_loss_lsd", "val_lsd"} <= set(history.columns) and "train_loss_mse" not in history.columns
-        assert history["val_loss"][0] == pytest.approx(history["val_loss_lsd"][0])
-        assert history["val_lsd"][0] > 1 > history["val_loss_lsd"][0]  # the score, not the term (mean square of speech)
-    finally:
-        MODEL_FAMILIES.pop("audiounet_penalised")
+    monkeypatch.setitem(registry.FAMILIES, "audiounet", registry.Family(AudioUNetPenalised, base.settings))
+    run = tmp_path / "run"
+    train_module.train(settings_for(clips, run, "model.name=audiounet", "training.mse_weight=0", "training.max_steps=2"), quiet=True)
+    history = pd.read_csv(run / "history.csv")
+    assert {"train_loss_lsd", "val_loss_lsd", "val_lsd"} <= set(history.columns) and "train_loss_mse" not in history.columns
+    assert history["val_loss"][0] == pytest.approx(history["val_loss_lsd"][0])
+    assert history["val_lsd"][0] > 1 > history["val_loss_lsd"][0]  # the score, not the term (mean square of speech)
 
 
 def _ddp_worker(rank: int, port: int, settings, result_dir: str) -> None:

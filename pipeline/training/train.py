@@ -22,7 +22,7 @@ Single process (CPU or one GPU)::
 Several GPUs of one host, with DistributedDataParallel (one process per GPU; each process takes
 ``training.batch_size`` clips per step, so the global batch is ``N * batch_size``)::
 
-    torchrun --standalone --nproc_per_node=4 -m pipeline.cli train --set training.run_dir=runs/unet
+    torchrun --standalone --nproc_per_node=4 -m audio_superres.pipeline.cli train --set training.run_dir=runs/unet
 
 Rank 0 alone validates, logs and writes files; the others wait for it. On CPU the processes talk
 through gloo, on CUDA through NCCL.
@@ -51,18 +51,24 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from pipeline.settings import Settings
-from preprocessing.audio import atomic_path, atomic_write_text, remove_stale_temporaries, to_pcm16
+from audio_superres.settings import Settings
+from audio_superres.preprocessing.audio import atomic_path, atomic_write_text, remove_stale_temporaries, to_pcm16
 
-from . import metrics
-from .checkpoint import CheckpointError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audio_superres.pipeline.evaluation import metrics
+from audio_superres.models.checkpoint import CheckpointError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import ClipDataset, EpochBatches, TalkBalancedSampler, cache_fits, load_split, make_loader, split_info
-from .losses import training_loss
-from .registry import build_model
+from audio_superres.models.device import DeviceError, resolve_device
+from audio_superres.models.losses import training_loss
+from audio_superres.models.packaged import checkpoint_path
+from audio_superres.preprocessing.augment import Augmentation
+from audio_superres.models.registry import build_model
 
 MIN_LR_FRACTION = 0.1  # the cosine ends at this fraction of the peak learning rate, not at 0
 LOG_EVERY = 10  # steps between progress-bar updates (each one waits for the GPU)
 PLOT_EVERY_S = 30.0  # curves.png is redrawn at most this often, and when the run ends
+# a batch whose loss or gradient is not finite is skipped (digital silence, an odd augmentation);
+# this many in a row means the run itself has diverged, and it stops
+MAX_BAD_STEPS_IN_A_ROW = 20
 
 
 class TrainingError(Exception):
@@ -109,16 +115,13 @@ class Processes:
 def setup_processes(device_setting: str) -> Processes:
     """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE (absent: one process) and pick the device."""
     rank, local_rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    use_cuda = device_setting == "cuda" or (device_setting == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise TrainingError("training.device is cuda but no CUDA device is available (use auto or cpu)")
+    try:
+        device = resolve_device(device_setting, "training.device", index=local_rank if device_setting != "cpu" else None)
+    except DeviceError as e:
+        raise TrainingError(str(e)) from None
+    use_cuda = device.type == "cuda"
     if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise TrainingError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s)")
-        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         # rank 0 validates while the others wait in a collective: allow it more than the default 10 min
         bind = {"device_id": device} if use_cuda and "device_id" in inspect.signature(dist.init_process_group).parameters else {}
@@ -273,10 +276,8 @@ def _broadcast(obj):
 def load_initial_weights(model: nn.Module, path: Path, settings: Settings, data: dict) -> None:
     """Load into ``model`` the weights of checkpoint ``path`` (``training.init_from``; ``packaged``:
     the model that ships), for a run of ``settings`` on ``data``: same family, architecture and rates. The loss
-    weights (``model.lsd_weight`` and the like) may differ: fine-tuning with other ones is the point."""
-    from .inference import PACKAGED_CHECKPOINT
-
-    path = PACKAGED_CHECKPOINT if str(path) == "packaged" else Path(path)
+    weights (``model.bwe.lsd_weight`` and the like) may differ: fine-tuning with other ones is the point."""
+    path = checkpoint_path(path)
     try:
         checkpoint = read_checkpoint(path, map_location="cpu")
     except CheckpointError as e:
@@ -352,16 +353,20 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
     train_rows, val_rows = load_split(clips_dir, "train"), load_split(clips_dir, "val")
     info = split_info(train_rows, clips_dir / "splits" / "train.csv")
     val_info = split_info(val_rows, clips_dir / "splits" / "val.csv")
-    if val_info != info:
+    if val_info != info:  # compared as the clips were made, before an on-the-fly factor
         raise TrainingError(f"{clips_dir / 'splits'}: train and val clips were made differently ({info} vs {val_info})")
+    # any lowres_methods, even the data's own, make the input from the high-res clip: then the
+    # stored low-res files need not exist (a compact copy of the clips carries only high-res ones),
+    # and one set of clips trains a model for any data.factor (8, 4 or 2 kHz input from 16 kHz clips)
+    on_the_fly = bool(t.lowres_methods)
+    if on_the_fly and info["sample_rate"] == settings.data.sample_rate:
+        info = {**info, "factor": settings.data.factor, "low_rate": settings.data.low_rate}
     if (info["sample_rate"], info["factor"]) != (settings.data.sample_rate, settings.data.factor):
         raise TrainingError(
             f"{clips_dir / 'splits' / 'train.csv'}: clips are {info['sample_rate']} Hz with factor {info['factor']}, "
             f"but data.sample_rate={settings.data.sample_rate} and data.factor={settings.data.factor}; use the settings that made the clips"
+            + ("" if on_the_fly else ", or set training.lowres_methods to make the input from the high-res clips at any factor")
         )
-    # any lowres_methods, even the data's own, make the input from the high-res clip: then the
-    # stored low-res files need not exist (a compact copy of the clips carries only high-res ones)
-    on_the_fly = bool(t.lowres_methods)
     methods = list(t.lowres_methods) if on_the_fly else [info["lowres"]]
     data = {"sample_rate": info["sample_rate"], "factor": info["factor"], "low_rate": info["low_rate"], "lowres": methods}
     factor = info["factor"]
@@ -398,7 +403,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
     cache_train = cache_fits(train_rows, not on_the_fly, t.cache_gb)
     train_set = ClipDataset(
         clips_dir, train_rows, factor, info["sample_rate"], methods if on_the_fly else None, t.gain_db, t.speed, t.crop_seconds,
-        train=True, seed=t.seed, cache=cache_train, quiet=quiet or not master, name="train",
+        Augmentation(**t.augment.model_dump()), train=True, seed=t.seed, cache=cache_train, quiet=quiet or not master, name="train",
     )  # fmt: skip
     if t.talk_sampling_power == 1.0:
         sampler = DistributedSampler(train_set, num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=t.seed)
@@ -459,7 +464,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
         batches.set_epoch(epoch, skip=epoch_batches)
         model.train()
         sums: dict[str, torch.Tensor] = {}
-        n_batches, running = 0, None
+        n_batches, running, skipped, bad_in_a_row = 0, None, 0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="step", disable=quiet or not master, dynamic_ncols=True, leave=False)
         for lr, hr in bar:
             lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
@@ -467,11 +472,18 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
             # the gradients are averaged over processes, so a non-finite loss on any one of them
             # makes the norm non-finite on all: every process stops at the same step
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                kept = f"{last_path} (step {read_checkpoint(last_path)['step']}) is kept" if last_path.is_file() else "no checkpoint was written yet"
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach()):g} (gradient norm {float(grad_norm):g}) at step {step + 1}, epoch {epoch + 1}; "
-                    f"stopped before applying it; {kept}; try a lower training.learning_rate or grad_clip"
-                )
+                bad_in_a_row += 1
+                skipped += 1
+                if bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
+                    kept = f"{last_path} (step {read_checkpoint(last_path)['step']}) is kept" if last_path.is_file() else "no checkpoint was written yet"
+                    raise TrainingDiverged(
+                        f"loss became {float(loss.detach()):g} (gradient norm {float(grad_norm):g}) for {bad_in_a_row} batches in a row, "
+                        f"up to step {step + 1}, epoch {epoch + 1}; stopped before applying any; {kept}; try a lower training.learning_rate or grad_clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                epoch_batches += 1  # the batch was drawn: resuming must not draw it again
+                continue
+            bad_in_a_row = 0
             optimizer.step()
             scheduler.step()
             if ema_model is not None:
@@ -508,7 +520,7 @@ def _train(settings: Settings, procs: Processes, resume: bool, quiet: bool) -> T
             improved = val["val_loss"] < best_val_loss
             if improved:
                 best_val_loss, best_epoch = val["val_loss"], epoch_number
-            row = {"epoch": epoch_number, "step": step, "lr": scheduler.get_last_lr()[0], **train_terms, **val, "best": improved, "seconds": round(time.perf_counter() - epoch_start, 3)}
+            row = {"epoch": epoch_number, "step": step, "lr": scheduler.get_last_lr()[0], **train_terms, **val, "skipped": skipped, "best": improved, "seconds": round(time.perf_counter() - epoch_start, 3)}
             history.append(row)
             checkpoint = {
                 "family": settings.model.name,

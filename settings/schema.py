@@ -1,32 +1,27 @@
-"""Settings: one pydantic model per JSON file in ``settings/``, every default in code.
+"""The settings schema: one pydantic model per JSON file in ``settings/``, every default in code.
 
-The contract every stage follows:
-
-* ``settings/data.json``, ``model.json``, ``training.json`` and ``upsampling.json`` each hold one
-  flat-ish object validated by the model of the same name below (``extra="forbid"``: an unknown
-  key is an error, not silently ignored). A missing file means "all defaults".
-* ``--set FILE.KEY=VALUE`` overrides one key (dotted for nested keys, ``data.splits.train=0.5``).
-  The value is parsed as JSON when it parses (numbers, ``true``, ``null``, lists) and taken as a
-  plain string otherwise, then validated with the rest.
-* Any problem is raised as :class:`SettingsError` whose message is one line naming the file, the
-  field and the problem.
+This module is the leaf of the package: it imports nothing of ours, so every layer (audio I/O,
+networks, stages, the CLI) may import it. ``settings/data.json``, ``model.json``, ``training.json``
+and ``upsampling.json`` each hold one object validated by the model of the same name below
+(``extra="forbid"``: an unknown key is an error, not silently ignored). Reading the files and
+applying ``--set`` overrides is :mod:`.loading`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# How a low-res input is made from a high-res clip (preprocessing/lowres.py implements each): the
+# one list that the settings, the library and the CLI's choices all read
 LowresMethod = Literal["soxr", "decimate", "subsample", "butterworth"]
-LOWRES_METHODS: tuple[str, ...] = ("soxr", "decimate", "subsample", "butterworth")
-
-
-class SettingsError(ValueError):
-    """A settings file or override that cannot be used; the message is one line."""
+LOWRES_METHODS: tuple[str, ...] = get_args(LowresMethod)
+# The network families (models/registry.py builds each); bwe is ours and the one that ships
+ModelName = Literal["bwe", "audiounet", "tfnet"]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 
 class _Strict(BaseModel):
@@ -71,7 +66,7 @@ class DataSettings(_Strict):
     min_rms_db: float = Field(-50.0, description="clips quieter than this (dBFS RMS) are dropped")
     lowres: LowresMethod = "soxr"
     talk_from: Literal["file", "parent"] = "file"
-    n_jobs: int = Field(-1, description="parallel workers; -1 = all cores")
+    n_jobs: int = Field(-1, ge=-1, description="parallel workers; -1 = all cores (0 is not a count)")
     splits: Splits = Splits()
     split_by: Literal["talk", "clip"] = "talk"
     seed: int = 0
@@ -79,6 +74,8 @@ class DataSettings(_Strict):
 
     @model_validator(mode="after")
     def _whole_samples(self) -> "DataSettings":
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be a number of workers (1 or more) or -1 for all cores, not 0")
         if self.sample_rate % self.factor:
             raise ValueError(f"sample_rate {self.sample_rate} is not divisible by factor {self.factor}")
         low = self.sample_rate // self.factor
@@ -107,25 +104,74 @@ class DataSettings(_Strict):
         return round(self.trim_seconds * self.sample_rate)
 
 
-class ModelSettings(_Strict):
-    """``model.json``: which network and how big. ``width`` and ``depth`` are shared by every family."""
+class UNetSettings(_Strict):
+    """The research families' size (``audiounet``, ``tfnet``): the keyword arguments of their networks."""
 
-    name: str = "audiounet"
-    width: int = Field(32, ge=1, description="channels of the first block; doubling per block, capped at 4x")
+    width: int = Field(32, ge=1, le=1024, description="channels of the first block; doubling per block, capped at 4x")
     depth: int = Field(4, ge=1, le=8)
     interpolation: Literal["cubic", "sinc"] = "cubic"
     dropout: float = Field(0.5, ge=0, lt=1)
-    # the "bwe" family (models/bwe.py) only
-    hidden: int = Field(192, ge=8, description="bwe: channels of the ConvNeXt trunk")
-    blocks: int = Field(6, ge=1, le=32, description="bwe: ConvNeXt blocks")
-    n_fft: int = Field(512, ge=16, description="bwe: STFT size at the high rate (a multiple of 2 * factor)")
-    hop: int = Field(160, ge=1, description="bwe: STFT hop at the high rate (10 ms at 16 kHz)")
-    keep_below: float = Field(0.75, ge=0, le=1, description="bwe: bins below this fraction of the low-res Nyquist pass through untouched")
-    excitation: int = Field(3, ge=0, le=6, description="bwe: harmonic excitations x**2 .. x**(excitation+1); 0 = none")
-    lsd_weight: float = Field(1.0, ge=0, description="bwe: weight of its log-spectral distance loss")
-    snr_weight: float = Field(4.0, ge=0, description="bwe: weight of its SNR-below-sinc hinge loss")
-    snr_margin_db: float = Field(1.0, description="bwe: the hinge asks for SNR at least sinc's plus this")
-    phase_weight: float = Field(0.5, ge=0, description="bwe: weight of its anti-wrapping phase loss")
+
+
+class BweSettings(_Strict):
+    """``model.bwe``: the keyword arguments of ours, :class:`models.bwe.BandwidthExtender`."""
+
+    hidden: int = Field(192, ge=8, le=4096, description="channels of the ConvNeXt trunk")
+    blocks: int = Field(6, ge=1, le=32, description="ConvNeXt blocks")
+    n_fft: int = Field(512, ge=16, le=16384, description="STFT size at the high rate (a multiple of 2 * factor)")
+    hop: int = Field(160, ge=1, description="STFT hop at the high rate (10 ms at 16 kHz); at most n_fft")
+    keep_below: float = Field(0.75, ge=0, le=1, description="bins below this fraction of the low-res Nyquist pass through untouched")
+    excitation: int = Field(3, ge=0, le=6, description="harmonic excitations x**2 .. x**(excitation+1); 0 = none")
+    lsd_weight: float = Field(1.0, ge=0, description="weight of its log-spectral distance loss")
+    snr_weight: float = Field(4.0, ge=0, description="weight of its SNR-below-sinc hinge loss")
+    snr_margin_db: float = Field(1.0, ge=-60, le=60, description="the hinge asks for SNR at least sinc's plus this")
+    phase_weight: float = Field(0.5, ge=0, description="weight of its anti-wrapping phase loss")
+
+    @model_validator(mode="after")
+    def _hop_within_frame(self) -> "BweSettings":
+        if self.hop > self.n_fft:
+            raise ValueError(f"hop ({self.hop}) must be at most n_fft ({self.n_fft}): frames would skip samples")
+        return self
+
+
+class ModelSettings(UNetSettings):
+    """``model.json``: which network and how big. ``width`` .. ``dropout`` size the research
+    families; ``bwe`` holds ours."""
+
+    name: ModelName = "bwe"
+    bwe: BweSettings = BweSettings()
+
+
+class AugmentSettings(_Strict):
+    """``training.augment``: a random recording channel applied to each training target before its
+    input is made (:mod:`preprocessing.augment`, where each is explained). ``p_*`` is how often each
+    fires (0: never, the default); the ranges are drawn uniformly. The packaged recipe:
+    ``p_tilt=0.3 p_eq=0.3 p_room=0.15 p_noise=0.3 p_level=0.5``."""
+
+    p_tilt: float = Field(0.0, ge=0, le=1)
+    tilt_db_per_octave: tuple[float, float] = (-2.0, 2.0)
+    p_eq: float = Field(0.0, ge=0, le=1)
+    eq_bands: tuple[int, int] = (1, 3)
+    eq_freq_hz: tuple[float, float] = (100.0, 7000.0)
+    eq_gain_db: tuple[float, float] = (-6.0, 6.0)
+    eq_q: tuple[float, float] = (0.5, 2.0)
+    p_room: float = Field(0.0, ge=0, le=1)
+    rt60_s: tuple[float, float] = (0.1, 0.5)
+    drr_db: tuple[float, float] = (5.0, 20.0)
+    p_noise: float = Field(0.0, ge=0, le=1)
+    noise_db: tuple[float, float] = (-70.0, -40.0)
+    p_pink: float = Field(0.5, ge=0, le=1)
+    p_level: float = Field(0.0, ge=0, le=1)
+    level_db: tuple[float, float] = (-20.0, 0.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "AugmentSettings":
+        for name, value in self:
+            if isinstance(value, tuple) and value[0] > value[1]:
+                raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
+        if self.eq_freq_hz[0] <= 0 or self.eq_q[0] <= 0 or self.rt60_s[0] <= 0 or self.eq_bands[0] < 1:
+            raise ValueError("eq_freq_hz, eq_q and rt60_s must be positive and eq_bands at least 1")
+        return self
 
 
 class TrainingSettings(_Strict):
@@ -134,7 +180,7 @@ class TrainingSettings(_Strict):
     run_dir: Path = Path("runs/default")
     epochs: int = Field(20, ge=1)
     max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, le=4096)
     learning_rate: float = Field(3e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(100, ge=0)
@@ -169,6 +215,7 @@ class TrainingSettings(_Strict):
         description="keep an exponential moving average of the weights (per step; 0.999 spans about the last 1000 steps): validation, "
         "best.pt and inference use the average; null = the weights as trained",
     )
+    augment: AugmentSettings = AugmentSettings()
     init_from: Path | None = Field(
         None,
         description="start from the weights of this checkpoint (fine-tuning; 'packaged' = the model that ships with the package): "
@@ -201,7 +248,7 @@ class UpsamplingSettings(_Strict):
     chunk_seconds: float = Field(10.0, gt=0)
     overlap_seconds: float = Field(0.5, ge=0, description="cross-faded between neighbouring chunks")
     context_seconds: float = Field(0.25, ge=0, description="extra input each side of a chunk, seen by the model and discarded")
-    batch_size: int | None = Field(None, ge=1, description="model rows per forward pass (chunks x channels); null: 8 on a CPU, 64 on a GPU")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="model rows per forward pass (chunks x channels); null: 8 on a CPU, 64 on a GPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | Literal["auto"] = Field(
         "auto", description="run the model under bfloat16 autocast; auto: for models that keep their signal path in float32 (bwe)"
@@ -237,97 +284,3 @@ class Settings(BaseModel):
     upsampling: UpsamplingSettings = UpsamplingSettings()
 
 
-def parse_override(text: str) -> tuple[str, list[str], object]:
-    """``"data.splits.train=0.5"`` -> ``("data", ["splits", "train"], 0.5)``."""
-    if "=" not in text:
-        raise SettingsError(f"--set {text}: expected FILE.KEY=VALUE")
-    key, raw = text.split("=", 1)
-    parts = key.strip().split(".")
-    if len(parts) < 2 or parts[0] not in SETTINGS_MODELS or not all(parts):
-        raise SettingsError(
-            f"--set {text}: key must start with one of {', '.join(SETTINGS_MODELS)} and name a field, as data.factor=4"
-        )
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return parts[0], parts[1:], value
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SettingsError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SettingsError(f"{path}: cannot read settings file: {e}") from None
-    if not isinstance(loaded, dict):
-        raise SettingsError(f"{path}: expected a JSON object, got {type(loaded).__name__}")
-    return loaded
-
-
-def _format_errors(origin: str, name: str, error: ValidationError, overridden: set[str]) -> str:
-    problems = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"])
-        from_set = sorted(k for k in overridden if not field or k == field or k.startswith(field + ".") or field.startswith(k + "."))
-        if field and from_set:
-            where = f"--set {name}.{from_set[0]}"
-        elif field:
-            where = f"{origin}: {name}.{field}"
-        else:
-            where = f"{origin}: {name}" + (f" (with --set {', '.join(f'{name}.{k}' for k in from_set)})" if from_set else "")
-        msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            msg = "unknown key"
-        problems.append(f"{where}: {msg}")
-    return "; ".join(problems)
-
-
-def load_settings(settings_dir: str | Path | None = "settings", overrides: list[str] | tuple[str, ...] = ()) -> Settings:
-    """Read ``settings_dir/{data,model,training,upsampling}.json`` (missing files: defaults), apply
-    ``--set`` overrides and validate. Raises :class:`SettingsError` with a one-line message."""
-    settings_dir = Path(settings_dir) if settings_dir is not None else None
-    if settings_dir is not None and settings_dir.exists() and not settings_dir.is_dir():
-        raise SettingsError(f"{settings_dir}: --settings must be a folder holding data.json, model.json, ...")
-    raw: dict[str, dict] = {}
-    origins: dict[str, str] = {}
-    for name in SETTINGS_MODELS:
-        path = settings_dir / f"{name}.json" if settings_dir is not None else None
-        origins[name] = str(path) if path is not None else f"{name}.json (built-in defaults)"
-        if path is not None and path.exists() and not path.is_file():
-            raise SettingsError(f"{path}: not a file; a settings file must be a JSON file (or absent, for defaults)")
-        raw[name] = _read_json(path) if path is not None and path.is_file() else {}
-
-    overridden: dict[str, set[str]] = {name: set() for name in SETTINGS_MODELS}
-    for text in overrides:
-        name, keys, value = parse_override(text)
-        node = raw[name]
-        for k in keys[:-1]:
-            child = node.get(k)
-            if not isinstance(child, dict):
-                child = {}
-                node[k] = child
-            node = child
-        node[keys[-1]] = value
-        overridden[name].add(".".join(keys))
-
-    validated = {}
-    for name, model in SETTINGS_MODELS.items():
-        try:
-            validated[name] = model.model_validate(raw[name])
-        except ValidationError as e:
-            raise SettingsError(_format_errors(origins[name], name, e, overridden[name])) from None
-    return Settings(**validated)
-
-
-def write_default_settings(settings_dir: str | Path) -> list[Path]:
-    """Write every settings file with its defaults (how ``settings/*.json`` in the repo are made)."""
-    settings_dir = Path(settings_dir)
-    settings_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, model in SETTINGS_MODELS.items():
-        path = settings_dir / f"{name}.json"
-        path.write_text(json.dumps(model().model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-        written.append(path)
-    return written

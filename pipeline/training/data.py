@@ -39,9 +39,10 @@ import scipy.signal
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from preprocessing.audio import AudioError, read_audio, to_pcm16
-from preprocessing.lowres import make_lowres
-from preprocessing.parallel import parallel_map
+from audio_superres.preprocessing.audio import AudioError, pcm16_ints, read_audio, to_pcm16
+from audio_superres.preprocessing.augment import OFF, Augmentation, augment
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.preprocessing.parallel import parallel_map
 
 SPLIT_COLUMNS = ("clip_id", "hr_path", "lr_path", "seconds", "sample_rate", "low_rate", "lowres")
 
@@ -115,7 +116,7 @@ def _read_int16(path: Path) -> np.ndarray:
         x, _ = read_audio(path)
     except AudioError as e:
         raise DataError(str(e)) from None
-    return np.round(x * 32768.0).clip(-32768, 32767).astype(np.int16)
+    return pcm16_ints(x)
 
 
 class ClipStore:
@@ -178,6 +179,7 @@ class ClipDataset(Dataset):
         gain_db: tuple[float, float] = (0.0, 0.0),
         speed: tuple[float, float] = (1.0, 1.0),
         crop_seconds: float | None = None,
+        augmentation: Augmentation = OFF,
         train: bool = True,
         seed: int = 0,
         cache: bool = False,
@@ -189,6 +191,9 @@ class ClipDataset(Dataset):
         self.methods = list(methods) if methods else None
         self.gain_db = tuple(gain_db) if train else (0.0, 0.0)
         self.speed = tuple(speed) if train else (1.0, 1.0)
+        self.augmentation = augmentation if train else OFF
+        if self.augmentation.active and not methods:
+            raise DataError("training.augment needs training.lowres_methods: the input must be made from the augmented clip")
         if self.speed != (1.0, 1.0) and not self.methods:
             raise DataError("training.speed needs training.lowres_methods: the input must be made from the changed clip")
         self.crop = None
@@ -221,6 +226,8 @@ class ClipDataset(Dataset):
         if self.crop is not None:
             offset = int(rng.integers((len(hr) - self.crop) // self.factor + 1)) * self.factor
             hr = hr[offset : offset + self.crop]
+        if self.augmentation.active:  # a random channel, before the input is made from the clip
+            hr = to_pcm16(augment(hr, self.sample_rate, self.augmentation, rng))
         gain = 1.0
         if self.gain_db != (0.0, 0.0):
             peak = float(np.abs(hr).max())

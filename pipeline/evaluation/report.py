@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from preprocessing.audio import atomic_path, atomic_write_text
+from audio_superres.preprocessing.audio import atomic_path, atomic_write_text
 
 PLAYERS = (("highres", "high-res (reference)"), ("lowres", "low-res (input)"), ("sinc", "sinc"), ("model", "model"))
 

@@ -35,12 +35,12 @@ import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
-from pipeline.settings import DataSettings, UpsamplingSettings
-from preprocessing.audio import AudioError, atomic_path, atomic_write_text, read_audio, to_pcm16, write_audio
-from preprocessing.baselines import upsample_cubic, upsample_sinc
-from preprocessing.lowres import make_lowres
+from audio_superres.settings import DataSettings, UpsamplingSettings
+from audio_superres.preprocessing.audio import AudioError, atomic_path, atomic_write_text, read_audio, to_pcm16, write_audio
+from audio_superres.pipeline.evaluation.baselines import upsample_cubic, upsample_sinc
+from audio_superres.preprocessing.lowres import make_lowres
 
-from .inference import ChunkPlan, Upsampler, upsample_array
+from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_array
 from .metrics import power_spectrogram, score
 
 SYSTEMS = ("model", "sinc", "cubic")
