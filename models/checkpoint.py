@@ -6,14 +6,10 @@ settings that made the inputs the model learned from (``"data": {"sample_rate", 
 checkpoint (``last.pt``, ``best.pt``) also holds what resuming needs: epoch and step, optimizer,
 scheduler, every process's RNG states (as tensors) and the best validation score so far.
 
-Keys: ``format``, ``version``, ``family``, ``model`` (ModelSettings as a dict), ``data``,
-``model_state``, and for training ``training`` (TrainingSettings as a dict), ``epoch`` (1-based
-number of the epoch last trained, as in ``history.csv``), ``epochs_done`` and ``epoch_batches``
-(whole epochs done, and batches done in a partial one), ``step``, ``best_val_loss``, ``best_epoch``,
-``val`` (the scores of the validation at this point), ``history`` (one dict per validation),
-``optimizer``, ``scheduler``, ``rng`` (a list, one per process). With ``training.ema_decay``,
-``model_state`` holds the moving average of the weights (what is validated and used) and
-``train_state`` the weights the optimiser is working on (what resuming needs).
+The keys are declared once, as the fields of :class:`TrainingCheckpoint` (plus ``format`` and
+``version``, which :func:`save_checkpoint` adds); :data:`REQUIRED_KEYS`, :data:`DATA_KEYS` and the
+keys :func:`checkpoint_info` leaves out derive from it. A checkpoint stripped of its optimisation
+state (``benchmarks/export_weights.py``, ``models/pretrained/*.pt``) still loads as a model.
 """
 
 from __future__ import annotations
@@ -21,7 +17,9 @@ from __future__ import annotations
 import pickle
 import random
 import warnings
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -33,13 +31,66 @@ from audio_superres.preprocessing.audio import atomic_path, remove_stale_tempora
 
 FORMAT = "audio-superres-checkpoint"
 VERSION = 1
-REQUIRED_KEYS = ("format", "version", "family", "model", "data", "model_state")
-DATA_KEYS = ("sample_rate", "factor", "low_rate", "lowres")
-_TRAINING_STATE_KEYS = ("model_state", "train_state", "optimizer", "scheduler", "rng")
 
 
 class CheckpointError(Exception):
     """A file that is not a usable checkpoint; the message is one line naming the file."""
+
+
+class CheckpointData(TypedDict):
+    """How the inputs the model learned from were made."""
+
+    sample_rate: int
+    factor: int
+    low_rate: int
+    lowres: list[str]  # the low-res methods it was trained on
+
+
+_EVERY = {"in_every_checkpoint": True}  # the model is rebuilt from these alone (REQUIRED_KEYS)
+_STATE = {"weights_or_optimisation": True}  # left out of checkpoint_info
+
+
+@dataclass(kw_only=True)
+class TrainingCheckpoint:
+    """What ``pipeline train`` writes to ``last.pt`` and ``best.pt``: each field is a key of the file
+    (in this order, after the ``format`` and ``version`` that :func:`save_checkpoint` adds),
+    ``train_state`` only when it is set. Train writes ``to_dict()``; ``--resume`` reads
+    ``from_dict(read_checkpoint(path), path)``."""
+
+    family: str = field(metadata=_EVERY)
+    model: dict = field(metadata=_EVERY)  # ModelSettings as a dict
+    data: CheckpointData = field(metadata=_EVERY)
+    training: dict  # TrainingSettings as a dict
+    model_state: dict = field(metadata=_EVERY | _STATE)  # the weights validated and used: with ema_decay, the moving average
+    train_state: dict | None = field(default=None, metadata=_STATE)  # with ema_decay, the trained weights (what resuming needs)
+    epoch: int  # 1-based number of the epoch last trained, as in history.csv
+    epochs_done: int  # whole epochs done
+    epoch_batches: int  # batches done in a partial epoch
+    step: int
+    best_val_loss: float
+    best_epoch: int | None
+    val: dict  # the scores of the validation at this point
+    history: list[dict]  # one dict per validation
+    optimizer: dict = field(metadata=_STATE)
+    scheduler: dict = field(metadata=_STATE)
+    rng: list[dict] = field(metadata=_STATE)  # one rng_state() per process
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not (f.name == "train_state" and self.train_state is None)}
+
+    @classmethod
+    def from_dict(cls, checkpoint: dict, path: str | Path = "checkpoint") -> TrainingCheckpoint:
+        """The fields of ``checkpoint`` (a dict from :func:`read_checkpoint`); :class:`CheckpointError`
+        when it lacks one, as a checkpoint stripped of its optimisation state does."""
+        missing = [f.name for f in fields(cls) if f.name not in checkpoint and f.default is MISSING]
+        if missing:
+            raise CheckpointError(f"{path}: not a checkpoint a run can resume from: it lacks {', '.join(missing)}")
+        return cls(**{f.name: checkpoint[f.name] for f in fields(cls) if f.name in checkpoint})
+
+
+REQUIRED_KEYS = ("format", "version", *(f.name for f in fields(TrainingCheckpoint) if f.metadata.get("in_every_checkpoint")))
+DATA_KEYS = tuple(CheckpointData.__annotations__)
+_TRAINING_STATE_KEYS = tuple(f.name for f in fields(TrainingCheckpoint) if f.metadata.get("weights_or_optimisation"))
 
 
 def rng_state() -> dict:

@@ -15,8 +15,28 @@ from audio_superres.models.packaged import SHIPPED
 from audio_superres.settings import LOWRES_METHODS, Settings, SettingsError, load_settings
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("audio-superres-pipeline")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 class StageError(Exception):
     """A stage cannot start or go on; the message is one line for the user."""
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (nan, inf and 0 would crash later)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < 1e6):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0 and below 1e6")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -132,31 +152,18 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from audio_superres.pipeline.evaluation.evaluate import EvaluateError, evaluate, split_test_sources
-    from audio_superres.preprocessing.audio import audio_files_in
+    from audio_superres.pipeline.evaluation.evaluate import EvaluateError, evaluate
+    from audio_superres.pipeline.evaluation.plan import plan_evaluation
 
     up, info, checkpoint = _upsampler(args, settings)
-    trained_on = info["data"]["lowres"]
-    trained_on = [trained_on] if isinstance(trained_on, str) else list(trained_on)
-    lowres = args.lowres or trained_on[0]
-    if len(trained_on) > 1 and not args.lowres and not args.quiet:
-        print(f"note: the model was trained on low-res made by {', '.join(trained_on)}; evaluating on {lowres} (--lowres picks another)", file=sys.stderr)
     try:
-        if args.input is not None:
-            if not args.input.is_dir():
-                raise EvaluateError(f"{args.input}: --input must be a folder of high-res audio files")
-            paths = audio_files_in(args.input)
-            names, trim, source = [p.relative_to(args.input).as_posix() for p in paths], 0.0, str(args.input)
-            if not paths:
-                raise EvaluateError(f"{args.input}: no audio files in this folder")
-        else:
-            paths = split_test_sources(settings.data)
-            names, trim = [p.relative_to(settings.data.input_dir).as_posix() for p in paths], settings.data.trim_seconds
-            source = f"whole source recordings of the test split ({Path(settings.data.output_dir) / 'splits' / 'test.csv'}), {trim:g} s trimmed from each end"
-        out_dir = args.output or Path(settings.training.run_dir) / "eval"
+        plan = plan_evaluation(settings.data, info["data"]["lowres"], input_dir=args.input, lowres=args.lowres)
+        if plan.note and not args.quiet:
+            print(f"note: {plan.note}", file=sys.stderr)
         result = evaluate(
-            up, lowres, paths, out_dir, names=names, settings=settings.upsampling, trim_seconds=trim,
-            figures=args.figures, about={"checkpoint": str(checkpoint), "source": source}, quiet=args.quiet,
+            up, plan.lowres, plan.paths, args.output or Path(settings.training.run_dir) / "eval", names=plan.names,
+            settings=settings.upsampling, trim_seconds=plan.trim_seconds, figures=args.figures, perceptual=args.perceptual,
+            perceptual_seconds=args.perceptual_seconds, about={"checkpoint": str(checkpoint), "source": plan.source}, quiet=args.quiet,
         )
     except EvaluateError as e:
         raise StageError(str(e)) from None
@@ -176,13 +183,14 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline", description="Audio super-resolution: learn the missing high band of low-rate speech and restore it.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", help="write synthetic speech-like talks (for trying the pipeline)")
     _common(p)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--talks", type=int, default=10)
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--talks", type=int, choices=range(1, 10001), metavar="N", default=10, help="how many talks (default 10)")
+    p.add_argument("--seconds", type=_positive_seconds, default=60.0, help="length of each talk (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
 
@@ -229,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", type=int, default=3, metavar="N", help="files to keep audio excerpts and spectrograms of (default 3)")
     p.add_argument("--lowres", choices=LOWRES_METHODS, help="how the low-res input is made (default: the first method the checkpoint was trained on)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default upsampling.device")
+    from audio_superres.pipeline.evaluation.perceptual import EVALUATE_SECONDS as PERCEPTUAL_SECONDS  # numpy only: cheap
+
+    p.add_argument("--no-perceptual", dest="perceptual", action="store_false", help="skip ViSQOL and wide-band PESQ (faster; SNR, LSD and LSD-HF only)")
+    p.add_argument(
+        "--perceptual-seconds", type=float, default=PERCEPTUAL_SECONDS, metavar="S",
+        help=f"score ViSQOL and PESQ on the middle S seconds of each file (default {PERCEPTUAL_SECONDS:g} s, as ViSQOL takes seconds per minute of audio; 0: whole files)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="a static HTML page of an evaluation: summary table, audio players, spectrograms")

@@ -35,7 +35,8 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +47,8 @@ from tqdm.auto import tqdm
 from audio_superres.settings import DataSettings
 
 from .audio import AUDIO_EXTENSIONS, AudioError, audio_files_in, atomic_write_text, read_audio, remove_stale_temporaries, to_pcm16, write_audio
+from .cluster import ClusterError
+from .bandwidth import measure_bandwidth
 from .lowres import make_lowres
 from .parallel import parallel_map
 
@@ -178,6 +181,10 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
         return SourceResult(source, "failed", e.problem)
     audio = to_pcm16(audio)
     seconds_in = len(audio) / settings.sample_rate
+    # a recording narrower than the clips' band would teach the model an empty high band
+    band = measure_bandwidth(audio, settings.sample_rate)
+    if not band.silent and band.cutoff_hz < settings.min_band_hz:
+        return SourceResult(source, "failed", f"its content ends at {band.cutoff_hz / 1000:.2f} kHz, below data.min_bandwidth_hz ({settings.min_band_hz:g} Hz): it would teach an empty high band", seconds_in)
     ext = settings.audio_format
     hr_dir, lr_dir = output_dir / "hr" / _safe(source.talk), output_dir / "lr" / _safe(source.talk)
     starts = clip_starts(len(audio), settings)
@@ -272,13 +279,28 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
         unit = "talks" if settings.talk_from == "file" else "files"
         summary = SpliceSummary()
         by_key: dict[str, SourceResult] = {}
-        work = parallel_map(lambda s: splice_source(s, settings, output_dir), sources, settings.n_jobs, desc="splice", unit=unit[:-1], quiet=quiet)
-        for result in work:
-            by_key[result.source.key] = result
-            if result.status == "failed":
-                tqdm.write(f"error: {result.source.path}: {result.reason}", file=sys.stderr)
-            elif result.status == "skipped" and not quiet:
-                tqdm.write(f"skipped: {result.source.path}: {result.reason}", file=sys.stderr)
+        if settings.backend == "dask":
+            # workers run in other folders, maybe on other machines: absolute paths, and a lost file
+            # comes back failed (listed in failures.csv, redone by the next run), never missing
+            work = parallel_map(
+                partial(splice_source, settings=settings, output_dir=output_dir.absolute()),
+                [replace(s, path=s.path.absolute()) for s in sources],
+                desc="splice", unit=unit[:-1], quiet=quiet, dask_address=settings.dask_address or "",
+                on_error=lambda s, why: SourceResult(s, "failed", why), setting="data", shared=[Path(settings.input_dir), output_dir],
+            )
+        else:
+            work = parallel_map(lambda s: splice_source(s, settings, output_dir), sources, settings.n_jobs, desc="splice", unit=unit[:-1], quiet=quiet)
+        try:
+            for result in work:
+                by_key[result.source.key] = result
+                if result.status == "failed":
+                    tqdm.write(f"error: {result.source.path}: {result.reason}", file=sys.stderr)
+                elif result.status == "skipped" and not quiet:
+                    tqdm.write(f"skipped: {result.source.path}: {result.reason}", file=sys.stderr)
+        except ClusterError as e:
+            raise SpliceError(str(e)) from None
+        if settings.backend == "dask":  # what a worker killed mid-record left
+            remove_stale_temporaries(output_dir / ".done")
 
         rows: list[dict] = []
         for source in sources:  # input order, whatever order the workers finished in

@@ -71,6 +71,15 @@ class DataSettings(_Strict):
     split_by: Literal["talk", "clip"] = "talk"
     seed: int = 0
     audio_format: Literal["flac", "wav"] = "flac"
+    min_bandwidth_hz: float | None = Field(
+        None, ge=0, description="splice refuses a recording whose measured content ends below this (Hz); null: 0.85 of sample_rate / 2; 0: no check"
+    )
+    backend: Literal["local", "dask"] = Field(
+        "local", description="where splice runs: local = this machine (n_jobs); dask = the workers of the Dask scheduler at dask_address"
+    )
+    dask_address: str | None = Field(
+        None, min_length=1, description="the Dask scheduler for backend=dask, tcp://HOST:PORT; every worker must see input_dir and output_dir at the same paths"
+    )
 
     @model_validator(mode="after")
     def _whole_samples(self) -> "DataSettings":
@@ -90,6 +99,10 @@ class DataSettings(_Strict):
     @property
     def low_rate(self) -> int:
         return self.sample_rate // self.factor
+
+    @property
+    def min_band_hz(self) -> float:
+        return 0.85 * self.sample_rate / 2 if self.min_bandwidth_hz is None else self.min_bandwidth_hz
 
     @property
     def clip_samples(self) -> int:
@@ -255,6 +268,12 @@ class UpsamplingSettings(_Strict):
     )
     workers: int | None = Field(None, ge=1, description="files upsampled at once; null: 1 on a CPU (torch uses every core), 4 on a GPU")
     output_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = "PCM_16"
+    backend: Literal["local", "dask"] = Field(
+        "local", description="where upsample runs: local = this machine (workers); dask = the workers of the Dask scheduler at dask_address, each loading a model once"
+    )
+    dask_address: str | None = Field(
+        None, min_length=1, description="the Dask scheduler for backend=dask, tcp://HOST:PORT; every worker must see the inputs, the outputs and the checkpoint at the same paths"
+    )
 
     @field_validator("overlap_seconds")
     @classmethod

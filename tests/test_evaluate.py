@@ -1,8 +1,10 @@
-"""``pipeline evaluate``: scores against values computed by hand, the files it writes, the test split."""
+"""``pipeline evaluate``: scores against values computed by hand, the files it writes, the test split,
+the plan of files and method (``plan_evaluation``), the perceptual columns."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import librosa
 import numpy as np
@@ -12,7 +14,10 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from audio_superres.pipeline.evaluation.evaluate import evaluate, evaluate_files
+from audio_superres.pipeline.evaluation import evaluate as evaluate_module
+from audio_superres.pipeline.evaluation import perceptual
+from audio_superres.pipeline.evaluation.evaluate import SCORE_COLUMNS, EvaluateError, evaluate, evaluate_files
+from audio_superres.pipeline.evaluation.plan import choose_lowres, plan_evaluation, split_test_sources
 from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file
 from audio_superres.pipeline.evaluation.metrics import band_energy, score, snr
 from audio_superres.pipeline.cli import main
@@ -24,7 +29,9 @@ from audio_superres.preprocessing.splice import splice
 from audio_superres.preprocessing.split import split
 
 from .conftest import data_settings, tone, write_talk
-from .test_inference import FACTOR, HIGH, LOW, save_tiny_checkpoint
+from .test_inference import FACTOR, HIGH, LOW, cubic_upsampler, save_tiny_checkpoint
+
+needs_perceptual = pytest.mark.skipif(not all(perceptual.available().values()), reason=perceptual.MISSING_HINT)
 
 
 class Silence(nn.Module):
@@ -49,8 +56,9 @@ def test_scores_match_hand_computed_values(tmp_path):
     sig = tone(440, 1.0, HIGH) + tone(3000, 1.0, HIGH, amplitude=0.1)  # one tone below, one above 2 kHz
     pcm = np.round(sig * 32768).astype(np.int16)
     sf.write(tmp_path / "tones.wav", pcm, HIGH, subtype="PCM_16")
-    frame = evaluate_files(Silence(), FACTOR, LOW, "soxr", [tmp_path / "tones.wav"], quiet=True)
-    assert list(frame["system"]) == ["model", "sinc", "cubic"]
+    frame = evaluate_files(Silence(), FACTOR, LOW, "soxr", [tmp_path / "tones.wav"], perceptual=False, quiet=True)
+    assert list(frame["system"]) == ["model", "sinc", "cubic"] and list(frame.columns) == SCORE_COLUMNS
+    assert frame["visqol"].isna().all() and frame["pesq_wb"].isna().all()  # not asked for
     rows = frame.set_index("system")
 
     y = pcm / 32768  # what the 16-bit file holds
@@ -81,7 +89,7 @@ def test_model_scores_are_those_of_the_upsample_command(tmp_path):
     up = Upsampler(model, FACTOR, LOW)
     upsample_file(tmp_path / "lr.wav", tmp_path / "out.wav", up, ChunkPlan.from_settings(settings, LOW))
     written, _ = sf.read(tmp_path / "out.wav", dtype="float32")
-    frame = evaluate_files(up, FACTOR, LOW, "soxr", [tmp_path / "hr.wav"], settings=settings, quiet=True)
+    frame = evaluate_files(up, FACTOR, LOW, "soxr", [tmp_path / "hr.wav"], settings=settings, perceptual=False, quiet=True)
     model_row = frame[frame["system"] == "model"].iloc[0]
     expected = score(hr, written, HIGH, LOW)
     assert model_row[["snr", "lsd", "lsd_hf"]].to_dict() == pytest.approx(expected, rel=1e-9)
@@ -90,7 +98,7 @@ def test_model_scores_are_those_of_the_upsample_command(tmp_path):
 def test_evaluate_writes_scores_summary_and_samples(tmp_path, capsys):
     paths = [write_talk(tmp_path / "in" / f"t{i}.flac", 2.0, seed=i) for i in range(3)]
     up = Upsampler(Silence(), FACTOR, LOW)
-    result = evaluate(up, "soxr", paths, tmp_path / "eval", figures=2, excerpt_seconds=1.0, about={"checkpoint": "x.pt"})
+    result = evaluate(up, "soxr", paths, tmp_path / "eval", figures=2, excerpt_seconds=1.0, perceptual=False, about={"checkpoint": "x.pt"})
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
     assert len(scores) == 9 and set(scores["system"]) == {"model", "sinc", "cubic"}
     table = (tmp_path / "eval" / "summary.md").read_text()
@@ -117,13 +125,14 @@ def test_cli_on_the_test_split_and_on_a_folder_with_a_bad_file(tmp_path, capsys)
     test_talks = set(pd.read_csv(tmp_path / "clips" / "splits" / "test.csv")["source"])
     ckpt = save_tiny_checkpoint(tmp_path / "t.pt")
     sets = ["--set", f"data.input_dir={talks}", "--set", f"data.output_dir={tmp_path / 'clips'}", "--set", "data.trim_seconds=1.0"]
-    assert main(["evaluate", "--checkpoint", str(ckpt), "-o", str(tmp_path / "eval"), "--figures", "1", "-q", *sets]) == 0
+    assert main(["evaluate", "--checkpoint", str(ckpt), "-o", str(tmp_path / "eval"), "--figures", "1", "--no-perceptual", "-q", *sets]) == 0
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
     assert set(scores["file"]) == test_talks
     assert np.allclose(scores["seconds"], 4.0)  # whole 6 s talks, 1 s trimmed from each end
+    assert list(scores.columns) == SCORE_COLUMNS and scores["visqol"].isna().all()  # --no-perceptual
 
     (talks / "broken.wav").write_bytes(b"RIFF" + bytes(100))
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--input", str(talks), "-o", str(tmp_path / "eval2"), "--figures", "0", "-q"]) == 1
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--input", str(talks), "-o", str(tmp_path / "eval2"), "--figures", "0", "--no-perceptual", "-q"]) == 1
     assert any(line.startswith("error:") and "broken.wav" in line for line in capsys.readouterr().err.splitlines())
     assert pd.read_csv(tmp_path / "eval2" / "scores.csv")["file"].nunique() == 5
 
@@ -132,6 +141,133 @@ def test_missing_test_split_is_a_one_line_error(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path / "t.pt")
     assert main(["evaluate", "--checkpoint", str(ckpt), "--set", f"data.output_dir={tmp_path / 'nothing'}", "-o", str(tmp_path / "e")]) == 2
     assert "no test split" in capsys.readouterr().err
+
+
+@pytest.fixture
+def spliced(tmp_path):
+    """5 generated talks of 4 s, spliced and split: (talks folder, clips folder)."""
+    talks = tmp_path / "talks"
+    for i in range(5):
+        write_talk(talks / f"talk{i}.flac", 4.0, seed=i)
+    data = data_settings(talks, tmp_path / "clips")
+    splice(data, quiet=True)
+    split(data.output_dir, data.splits, quiet=True)
+    return talks, tmp_path / "clips"
+
+
+def test_test_split_sources_not_under_input_dir_blame_the_setting_in_one_line(spliced, tmp_path, capsys):
+    # the clips were spliced from talks/, but data.input_dir still names the default folder: the
+    # error must say so, not report every source as an unreadable file
+    talks, clips = spliced
+    ckpt = save_tiny_checkpoint(tmp_path / "t.pt")
+    code = main(["evaluate", "--checkpoint", str(ckpt), "--set", f"data.output_dir={clips}", "--set", f"data.input_dir={tmp_path / 'elsewhere'}", "-o", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "data.input_dir must name the folder the clips were spliced from (or use --input" in err
+    assert str(tmp_path / "elsewhere") in err and "none of the 1 source recordings of the test split" in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_some_test_split_sources_missing_says_how_many(tmp_path):
+    (tmp_path / "clips" / "splits").mkdir(parents=True)
+    pd.DataFrame({"clip_id": ["a_0", "b_0", "b_1"], "source": ["a.flac", "sub/b.flac", "sub/b.flac"]}).to_csv(tmp_path / "clips" / "splits" / "test.csv", index=False)
+    write_talk(tmp_path / "talks" / "a.flac", 1.0)
+    with pytest.raises(EvaluateError, match=r"1 of the 2 source recordings of the test split .* \(sub/b.flac is not\); data.input_dir must name"):
+        split_test_sources(data_settings(tmp_path / "talks", tmp_path / "clips"))
+    write_talk(tmp_path / "talks" / "sub" / "b.flac", 1.0)
+    assert split_test_sources(data_settings(tmp_path / "talks", tmp_path / "clips")) == [tmp_path / "talks" / "a.flac", tmp_path / "talks" / "sub" / "b.flac"]
+
+
+def test_plan_of_the_test_split_and_of_a_folder(spliced):
+    talks, clips = spliced
+    data = data_settings(talks, clips)
+    plan = plan_evaluation(data, ["soxr"])
+    test_talks = list(pd.read_csv(clips / "splits" / "test.csv")["source"].unique())
+    assert plan.names == test_talks and plan.paths == [talks / t for t in test_talks]
+    assert plan.trim_seconds == 1.0 and plan.lowres == "soxr" and plan.note is None
+    assert "test split" in plan.source and "1 s trimmed" in plan.source
+
+    (talks / "sub").mkdir()
+    write_talk(talks / "sub" / "extra.wav", 1.0)
+    plan = plan_evaluation(data, "soxr", input_dir=talks, lowres="decimate")
+    assert plan.names == ["sub/extra.wav"] + [f"talk{i}.flac" for i in range(5)]
+    assert plan.trim_seconds == 0.0 and plan.source == str(talks)
+    assert plan.lowres == "decimate" and "trained on low-res made by soxr" in plan.note
+    with pytest.raises(EvaluateError, match="--input must be a folder"):
+        plan_evaluation(data, "soxr", input_dir=talks / "talk0.flac")
+    (talks.parent / "empty").mkdir()
+    with pytest.raises(EvaluateError, match="no audio files"):
+        plan_evaluation(data, "soxr", input_dir=talks.parent / "empty")
+
+
+def test_lowres_choice_and_its_note():
+    assert choose_lowres(["soxr"]) == ("soxr", None)
+    assert choose_lowres("decimate") == ("decimate", None)
+    method, note = choose_lowres(["soxr", "decimate"])
+    assert method == "soxr" and "trained on low-res made by soxr, decimate" in note and "--lowres" in note
+    assert choose_lowres(["soxr", "decimate"], "decimate") == ("decimate", None)
+    with pytest.raises(EvaluateError, match="pass --lowres"):
+        choose_lowres([])
+
+
+@needs_perceptual
+def test_perceptual_columns_per_file_and_in_the_summary(tmp_path, capsys):
+    paths = [write_talk(tmp_path / "in" / f"t{i}.flac", 2.0, seed=i) for i in range(2)]
+    result = evaluate(Upsampler(Silence(), FACTOR, LOW), "soxr", paths, tmp_path / "eval", figures=0)
+    out = capsys.readouterr()
+    scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
+    assert list(scores.columns) == SCORE_COLUMNS
+    rows = scores.set_index("system")
+    # both baselines scored on every file, on the MOS scales; a silent model cannot be scored (NaN)
+    for system in ("sinc", "cubic"):
+        assert rows.loc[system, "visqol"].between(1, 5).all() and rows.loc[system, "pesq_wb"].between(1, 4.7).all()
+    assert rows.loc["model", "visqol"].isna().all() and rows.loc["model", "pesq_wb"].isna().all()
+    table = (tmp_path / "eval" / "summary.md").read_text()
+    head, _, *lines = table.splitlines()
+    assert head.endswith("| LSD / sinc | ViSQOL | PESQ-WB |")
+    assert lines[0].startswith("| model |") and lines[0].endswith("| - | - |")
+    sinc = result.summary.loc["sinc"]
+    assert f"| {sinc['visqol']:.2f} | {sinc['pesq_wb']:.2f} |" in lines[1] and sinc["visqol_files"] == 2
+    assert f"quality mapping {perceptual.visqol_mapping()}" in table and "middle 60 s" in table
+    assert table in out.out and "note:" not in out.err
+    meta = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert meta["perceptual"]["visqol_mapping"] == perceptual.visqol_mapping() and meta["perceptual"]["scored"]
+
+
+def test_perceptual_mean_counts_the_files_scored():
+    scores = pd.DataFrame([
+        {"file": f, "seconds": 1.0, "system": s, "snr": 10.0, "lsd": 1.0, "lsd_hf": 2.0, "visqol": v, "pesq_wb": 2.0}
+        for f, v in (("a", 3.0), ("b", math.nan), ("c", 4.0)) for s in ("model", "sinc", "cubic")
+    ])  # fmt: skip
+    summary = evaluate_module.summarize(scores)
+    assert summary.loc["model", "visqol"] == pytest.approx(3.5) and summary.loc["model", "visqol_files"] == 2
+    assert "| 3.50 (2 of 3) | 2.00 |" in evaluate_module.markdown_table(summary)
+
+
+def test_without_the_packages_evaluate_says_how_to_get_them_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(perceptual, "available", lambda: {"visqol": False, "pesq_wb": False})
+    paths = [write_talk(tmp_path / "in" / f"t{i}.flac", 1.0, seed=i) for i in range(2)]
+    evaluate(cubic_upsampler(), "soxr", paths, tmp_path / "eval", figures=0)
+    out = capsys.readouterr()
+    notes = [line for line in out.err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {perceptual.MISSING_HINT}"]
+    assert 'pip install -e ".[metrics]"' in notes[0]
+    assert pd.read_csv(tmp_path / "eval" / "scores.csv")["visqol"].isna().all()
+    assert "ViSQOL" not in (tmp_path / "eval" / "summary.md").read_text()  # no column of dashes
+
+
+def test_perceptual_scores_see_the_middle_of_long_files(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(perceptual, "available", lambda: {"visqol": True, "pesq_wb": True})
+    monkeypatch.setattr(perceptual, "_visqol_moslqo", lambda ref, deg: seen.append(len(ref)) or 3.0)
+    monkeypatch.setattr(perceptual, "_pesq_wb", lambda ref, deg: 2.0)
+    write_talk(tmp_path / "long.wav", 3.0)
+    frame = evaluate_files(cubic_upsampler(), FACTOR, LOW, "soxr", [tmp_path / "long.wav"], perceptual_seconds=1.0, quiet=True)
+    assert seen == [HIGH] * 3 and (frame["visqol"] == 3.0).all() and (frame["pesq_wb"] == 2.0).all()
+    seen.clear()
+    evaluate_files(cubic_upsampler(), FACTOR, LOW, "soxr", [tmp_path / "long.wav"], perceptual_seconds=0, quiet=True)
+    assert seen == [3 * HIGH] * 3  # 0: whole files
 
 
 def test_band_energy_splits_the_error_by_band():

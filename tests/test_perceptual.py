@@ -85,11 +85,53 @@ def test_files_a_metric_cannot_score_give_nan_without_raising(speech, case):
 
 
 @needs_packages
-def test_pesq_is_not_run_past_its_utterance_limit(speech, monkeypatch):
+def test_pesq_is_never_run_past_its_utterance_limit_long_files_are_scored_in_segments(speech, scores, monkeypatch):
     # the P.862 code overruns its 50-utterance table on long files (a crash or a wrong score)
-    monkeypatch.setattr(perceptual, "PESQ_MAX_SECONDS", 3.0)
+    import pesq
+
+    lengths, real = [], pesq.pesq
+    monkeypatch.setattr(pesq, "pesq", lambda rate, ref, deg, mode: lengths.append(len(ref)) or real(rate, ref, deg, mode))
+    monkeypatch.setattr(perceptual, "PESQ_MAX_SECONDS", 1.5)
     result = perceptual_scores(speech, speech.copy())
-    assert math.isnan(result["pesq_wb"]) and result["visqol"] > 4.0
+    assert lengths == [len(speech) // 3 + (k < len(speech) % 3) for k in range(3)]  # 3.5 s: three equal segments under 1.5 s
+    assert result["pesq_wb"] > 4.0 and result["visqol"] == pytest.approx(scores["same"]["visqol"])
+    lengths.clear()
+    noisy = perceptual_scores(speech, pcm16(speech + 0.05 * np.random.default_rng(2).standard_normal(len(speech))))
+    assert len(lengths) == 3 and noisy["pesq_wb"] < result["pesq_wb"] - 0.5
+
+
+def test_pesq_of_segments_is_the_mean_of_those_it_can_score(monkeypatch):
+    pytest.importorskip("pesq")
+    import pesq
+
+    answers = iter([2.0, pesq.PesqError("no utterances detected"), 3.0])
+
+    def fake(rate, ref, deg, mode):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(pesq, "pesq", fake)
+    monkeypatch.setattr(perceptual, "PESQ_MAX_SECONDS", 1.0)
+    x = np.full(int(2.5 * RATE), 0.1)
+    assert perceptual._pesq_wb(x, x) == pytest.approx(2.5)  # a silent segment is left out, not scored 0
+
+
+def test_max_seconds_scores_the_middle_only(speech, monkeypatch):
+    seen = []
+    monkeypatch.setattr(perceptual, "_visqol_moslqo", lambda ref, deg: seen.append((ref, deg)) or 3.0)
+    monkeypatch.setattr(perceptual, "_pesq_wb", lambda ref, deg: seen.append((ref, deg)) or 2.0)
+    degraded = speech * 0.5
+    assert perceptual_scores(speech, degraded, max_seconds=1.0) == {"visqol": 3.0, "pesq_wb": 2.0}
+    start = (len(speech) - RATE) // 2
+    for ref, deg in seen:
+        assert np.array_equal(ref, speech[start : start + RATE]) and np.array_equal(deg, degraded[start : start + RATE])
+    seen.clear()
+    perceptual_scores(speech, degraded, max_seconds=10.0)  # longer than the file: all of it
+    assert all(len(ref) == len(speech) for ref, _ in seen)
+    with pytest.raises(ValueError, match="max_seconds"):
+        perceptual_scores(speech, degraded, max_seconds=-1.0)
 
 
 def test_other_rates_raise_a_clear_value_error(speech):

@@ -2,6 +2,7 @@ import contextlib
 import fcntl
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -220,3 +221,24 @@ def test_speakers_as_talks_in_parallel(tmp_path):
     assert manifest.groupby("talk").size().to_dict() == {"p225": 4, "p226": 4}
     assert all(c.startswith(f"{t}__") for c, t in zip(manifest.clip_id, manifest.talk))
     assert all((out / p).is_file() for p in manifest.hr_path)
+
+
+def test_a_recording_narrower_than_the_clips_band_is_refused(tmp_path):
+    import soxr
+
+    from audio_superres.preprocessing.synth import synth_speech
+
+    talks = tmp_path / "talks"
+    write_talk(talks / "wide.wav", 4.0, seed=1)
+    narrow = soxr.resample(soxr.resample(synth_speech(4.0, 16000, seed=2), 16000, 4000), 4000, 16000)  # content to ~1.9 kHz
+    sf.write(str(talks / "narrow.wav"), narrow, 16000)
+    summary = splice(data_settings(talks, tmp_path / "clips"), quiet=True)
+    assert summary.failed == 1
+    failures = pd.read_csv(tmp_path / "clips" / "failures.csv")
+    assert list(failures["path"].map(lambda p: Path(p).name)) == ["narrow.wav"]
+    assert "below data.min_bandwidth_hz (6800 Hz): it would teach an empty high band" in failures["error"][0]
+    manifest = pd.read_csv(tmp_path / "clips" / "manifest.csv")
+    assert set(manifest["talk"]) == {"wide"}
+    # the threshold is a setting: 0 turns the check off
+    summary = splice(data_settings(talks, tmp_path / "clips2", min_bandwidth_hz=0), quiet=True)
+    assert summary.failed == 0

@@ -9,15 +9,22 @@ For each high-res file, exactly as the checkpoint's data settings say (``shared/
 3. upsample it through the same chunked code as ``pipeline upsample`` (:func:`upsample_array`), and
    with the two baselines;
 4. round every output to 16 bits (a fair comparison: the noise floor of 16-bit output alone moves LSD
-   by about 0.5) and score SNR, LSD and LSD-HF (``models.metrics.score``).
+   by about 0.5) and score SNR, LSD and LSD-HF (``metrics.score``) on the whole file, and the
+   perceptual scores ViSQOL and wide-band PESQ (``perceptual.perceptual_scores``) on its middle
+   ``perceptual_seconds`` (default :data:`PERCEPTUAL_SECONDS`: ViSQOL takes seconds per minute).
+
+Which files, names, trim and low-res method: :func:`.plan.plan_evaluation` (``pipeline evaluate``
+and the demo call it, then :func:`evaluate`).
 
 Output folder::
 
-    scores.csv              one row per file and system (model, sinc, cubic): snr, lsd, lsd_hf
-    summary.md              the mean of each figure per system (also printed)
+    scores.csv              one row per file and system (model, sinc, cubic): snr, lsd, lsd_hf,
+                            visqol, pesq_wb (NaN: not scored; see perceptual.py)
+    summary.md              the mean of each figure per system (also printed), and how the
+                            perceptual scores were made (ViSQOL's quality mapping, the span scored)
     eval.json               checkpoint, rates, low-res method and files: what the report shows
     samples/<name>/         for --figures N files: an excerpt of each signal as 16-bit WAV
-                            (highres, lowres, sinc, cubic, model) and spectrogram.png
+                            (highres, lowres, sinc, cubic, model) and spectrogram.png (the same five)
 """
 
 from __future__ import annotations
@@ -35,17 +42,23 @@ import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
-from audio_superres.settings import DataSettings, UpsamplingSettings
+from audio_superres.settings import UpsamplingSettings
 from audio_superres.preprocessing.audio import AudioError, atomic_path, atomic_write_text, read_audio, to_pcm16, write_audio
 from audio_superres.pipeline.evaluation.baselines import upsample_cubic, upsample_sinc
 from audio_superres.preprocessing.lowres import make_lowres
 
 from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_array
+from . import perceptual as perceptual_metrics
 from .metrics import power_spectrogram, score
 
 SYSTEMS = ("model", "sinc", "cubic")
-SIGNALS = ("highres", "lowres", "sinc", "cubic", "model")  # what a sample folder holds
-SCORE_COLUMNS = ["file", "seconds", "system", "snr", "lsd", "lsd_hf"]
+SIGNALS = ("highres", "lowres", "sinc", "cubic", "model")  # what a sample folder holds, in this order
+SIGNAL_LABELS = {"highres": "high-res", "lowres": "low-res", "sinc": "sinc", "cubic": "cubic", "model": "model"}
+PERCEPTUAL = ("visqol", "pesq_wb")
+PERCEPTUAL_LABELS = {"visqol": "ViSQOL", "pesq_wb": "PESQ-WB"}
+FIGURES = ("snr", "lsd", "lsd_hf", *PERCEPTUAL)
+SCORE_COLUMNS = ["file", "seconds", "system", *FIGURES]
+PERCEPTUAL_SECONDS = perceptual_metrics.EVALUATE_SECONDS  # the middle of a file the perceptual scores see
 
 
 class EvaluateError(Exception):
@@ -64,6 +77,29 @@ def reconstruct(hr: np.ndarray, up: Upsampler, plan: ChunkPlan, lowres: str) -> 
         "sinc": to_pcm16(upsample_sinc(lr, f, low)),
         "cubic": to_pcm16(upsample_cubic(lr, f)),
     }
+
+
+def perceptual_plan(wanted: bool, rate: int) -> tuple[bool, str | None]:
+    """Whether to compute the perceptual scores at ``rate``, and a one-line note when they were
+    wanted and cannot all be had (a package is missing, or the rate is not 16 kHz)."""
+    if not wanted:
+        return False, None
+    if rate != perceptual_metrics.RATE:
+        return False, f"perceptual scores are defined at {perceptual_metrics.RATE} Hz; this model outputs {rate} Hz: not scored"
+    found = perceptual_metrics.available()
+    if not all(found.values()):
+        return any(found.values()), perceptual_metrics.MISSING_HINT
+    return True, None
+
+
+def perceptual_footnote(seconds: float | None) -> str:
+    """How the perceptual figures were made, one line (printed under every table that shows them)."""
+    span = f"the middle {seconds:g} s of each file (whole files when shorter)" if seconds else "whole files"
+    return (
+        f"ViSQOL: v3 speech mode, quality mapping {perceptual_metrics.visqol_mapping()} (compare only within one mapping). "
+        f"PESQ-WB: ITU-T P.862.2, the mean over consecutive segments of at most {perceptual_metrics.PESQ_MAX_SECONDS:g} s. "
+        f"Both MOS-LQO (higher is better), on {span}; (k of n): only k files could be scored."
+    )
 
 
 def load_highres(path: Path, sample_rate: int, factor: int, trim_seconds: float = 0.0) -> np.ndarray:
@@ -93,18 +129,26 @@ def evaluate_files(
     settings: UpsamplingSettings | None = None,
     trim_seconds: float = 0.0,
     on_file: Callable[[int, str, dict[str, np.ndarray]], None] | None = None,
+    perceptual: bool = True,
+    perceptual_seconds: float | None = PERCEPTUAL_SECONDS,
     quiet: bool = False,
 ) -> pd.DataFrame:
     """Scores of ``model`` and the baselines on each high-res file of ``paths``: a frame with columns
     :data:`SCORE_COLUMNS`, one row per file and system. ``names`` label the files (default: the
     paths). Unreadable files are reported on stderr and listed in ``frame.attrs["errors"]``; the
-    others go on. ``on_file(index, name, signals)`` sees every file's signals (for figures)."""
+    others go on. ``on_file(index, name, signals)`` sees every file's signals (for figures).
+
+    ``visqol`` and ``pesq_wb`` are NaN when ``perceptual`` is False, their packages are absent
+    or the rate is not 16 kHz (:func:`perceptual_plan`); otherwise they are scored on the middle
+    ``perceptual_seconds`` of each file (None or 0: the whole file)."""
     settings = settings or UpsamplingSettings()
     up = model if isinstance(model, Upsampler) else Upsampler(model, factor, low_rate, batch_size=settings.batch_size, bf16=settings.bf16)
     if (up.factor, up.low_rate) != (factor, low_rate):
         raise ValueError(f"the upsampler works at factor {up.factor}, {up.low_rate} Hz; asked for factor {factor}, {low_rate} Hz")
     plan = ChunkPlan.from_settings(settings, low_rate)
     names = list(names) if names is not None else [str(p) for p in paths]
+    with_perceptual, _ = perceptual_plan(perceptual, up.high_rate)
+    not_scored = dict.fromkeys(PERCEPTUAL, np.nan)
     rows: list[dict] = []
     errors: list[str] = []
     for index, (path, name) in enumerate(tqdm(list(zip(paths, names)), desc="evaluate", unit="file", disable=quiet, dynamic_ncols=True)):
@@ -116,7 +160,10 @@ def evaluate_files(
             continue
         signals = reconstruct(hr, up, plan, lowres)
         for system in SYSTEMS:
-            rows.append({"file": name, "seconds": len(hr) / up.high_rate, "system": system, **score(hr, signals[system], up.high_rate, low_rate)})
+            figures = score(hr, signals[system], up.high_rate, low_rate)
+            if with_perceptual:
+                figures |= perceptual_metrics.perceptual_scores(hr, signals[system], up.high_rate, max_seconds=perceptual_seconds)
+            rows.append({"file": name, "seconds": len(hr) / up.high_rate, "system": system, **not_scored, **figures})
         if on_file is not None:
             on_file(index, name, signals)
     frame = pd.DataFrame(rows, columns=SCORE_COLUMNS)
@@ -126,30 +173,47 @@ def evaluate_files(
 
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     """Mean of each figure per system (in :data:`SYSTEMS` order), with the file count and each
-    system's LSD as a fraction of sinc's (how ``shared/docs/metrics.md`` says to compare)."""
-    means = scores.groupby("system", sort=False)[["snr", "lsd", "lsd_hf"]].mean()
-    means.insert(0, "files", scores.groupby("system", sort=False)["file"].nunique())
+    system's LSD as a fraction of sinc's (how ``shared/docs/metrics.md`` says to compare). The
+    perceptual means are over the files scored (NaN left out), counted in ``visqol_files`` and
+    ``pesq_wb_files``."""
+    groups = scores.groupby("system", sort=False)
+    means = groups[[f for f in FIGURES if f in scores]].mean()
+    means.insert(0, "files", groups["file"].nunique())
+    for figure in PERCEPTUAL:
+        if figure in scores:
+            means[f"{figure}_files"] = groups[figure].count()
     means = means.reindex([s for s in SYSTEMS if s in means.index])
     means["lsd_vs_sinc"] = means["lsd"] / means.loc["sinc", "lsd"] if "sinc" in means.index else np.nan
     return means
 
 
+def shown_perceptual(summary: pd.DataFrame) -> list[str]:
+    """The perceptual figures a table of ``summary`` shows: those scored on at least one file."""
+    return [f for f in PERCEPTUAL if f in summary and summary[f].notna().any()]
+
+
+def perceptual_cell(row: pd.Series, figure: str) -> str:
+    """A perceptual mean as a table shows it: ``3.75``, ``3.75 (41 of 44)`` when some files were
+    not scored, ``-`` when none was."""
+    value, files = row.get(figure, np.nan), int(row["files"])
+    if pd.isna(value):
+        return "-"
+    scored = int(row.get(f"{figure}_files", files))
+    return f"{value:.2f}" + (f" ({scored} of {files})" if scored < files else "")
+
+
 def markdown_table(summary: pd.DataFrame) -> str:
-    lines = ["| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |", "|---|---:|---:|---:|---:|---:|"]
+    shown = shown_perceptual(summary)
+    lines = [
+        "| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |" + "".join(f" {PERCEPTUAL_LABELS[f]} |" for f in shown),
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(shown),
+    ]
     for system, r in summary.iterrows():
-        lines.append(f"| {system} | {int(r['files'])} | {r['snr']:.2f} | {r['lsd']:.3f} | {r['lsd_hf']:.3f} | {r['lsd_vs_sinc']:.3f} |")
+        lines.append(
+            f"| {system} | {int(r['files'])} | {r['snr']:.2f} | {r['lsd']:.3f} | {r['lsd_hf']:.3f} | {r['lsd_vs_sinc']:.3f} |"
+            + "".join(f" {perceptual_cell(r, f)} |" for f in shown)
+        )
     return "\n".join(lines)
-
-
-def split_test_sources(data: DataSettings) -> list[Path]:
-    """The whole source recordings whose clips form the test split (``splits/test.csv``), in order."""
-    csv = Path(data.output_dir) / "splits" / "test.csv"
-    if not csv.is_file():
-        raise EvaluateError(f"{csv}: no test split; run `pipeline split` first, or pass --input FOLDER")
-    sources = pd.read_csv(csv, dtype={"source": str})["source"].dropna().unique()
-    if len(sources) == 0:
-        raise EvaluateError(f"{csv}: the test split is empty")
-    return [Path(data.input_dir) / s for s in sources]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,14 +230,15 @@ def _excerpt(x: np.ndarray, rate: int, seconds: float, middle_at: float) -> np.n
 
 
 def save_spectrograms(signals: dict[str, np.ndarray], high_rate: int, low_rate: int, path: Path, title: str = "") -> None:
-    """High-res, low-res, cubic and model spectrograms side by side, one colour scale, as a PNG."""
+    """The spectrograms of :data:`SIGNALS` (high-res, low-res, sinc, cubic, model: the same signals
+    as the sample's audio) side by side, one colour scale, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("high-res", "highres", high_rate), ("low-res", "lowres", low_rate), ("cubic", "cubic", high_rate), ("model", "model", high_rate)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(16, 3.6), sharey=True, constrained_layout=True)
+    panels = [(SIGNAL_LABELS[key], key, low_rate if key == "lowres" else high_rate) for key in SIGNALS]
+    fig, axes = plt.subplots(1, len(panels), figsize=(20, 3.6), sharey=True, constrained_layout=True)
     image = None
     for ax, (label, key, rate) in zip(axes, panels):
         x = signals[key]
@@ -222,6 +287,7 @@ class EvaluateResult:
     summary: pd.DataFrame
     out_dir: Path
     errors: list[str] = field(default_factory=list)
+    table: str = ""  # what summary.md holds: the table, and how the perceptual scores were made
 
 
 def evaluate(
@@ -235,15 +301,20 @@ def evaluate(
     trim_seconds: float = 0.0,
     figures: int = 3,
     excerpt_seconds: float = 8.0,
+    perceptual: bool = True,
+    perceptual_seconds: float | None = PERCEPTUAL_SECONDS,
     about: dict | None = None,
     quiet: bool = False,
 ) -> EvaluateResult:
     """Run :func:`evaluate_files` and write ``out_dir`` (see the module docstring). ``about`` (the
-    checkpoint and where the files came from) is stored in ``eval.json`` for the report."""
+    checkpoint and where the files came from) is stored in ``eval.json`` for the report. When the
+    perceptual scores are wanted but cannot be had, says why in one ``note:`` line on stderr."""
     out_dir = Path(out_dir)
     paths = list(paths)
     if not paths:
         raise EvaluateError("no files to evaluate")
+    if perceptual_seconds is not None and perceptual_seconds < 0:
+        raise EvaluateError(f"perceptual seconds: {perceptual_seconds:g}; give 0 (whole files) or more")
     names = list(names) if names is not None else [p.name for p in paths]
     chosen = pick_indices(len(paths), figures)
     samples: list[dict] = []
@@ -252,15 +323,22 @@ def evaluate(
         if index in chosen:
             folder = sample_folder_name(index, name)
             save_sample(signals, up.high_rate, up.low_rate, out_dir / "samples" / folder, name, excerpt_seconds)
-            samples.append({"file": name, "folder": f"samples/{folder}"})
+            samples.append({"file": name, "folder": f"samples/{folder}", "signals": [SIGNAL_LABELS[k] for k in SIGNALS]})
 
+    with_perceptual, note = perceptual_plan(perceptual, up.high_rate)
+    if note and not quiet:
+        print(f"note: {note}", file=sys.stderr)
     start = time.perf_counter()
-    scores = evaluate_files(up, up.factor, up.low_rate, lowres, paths, names=names, settings=settings, trim_seconds=trim_seconds, on_file=keep, quiet=quiet)
+    scores = evaluate_files(
+        up, up.factor, up.low_rate, lowres, paths, names=names, settings=settings, trim_seconds=trim_seconds, on_file=keep,
+        perceptual=perceptual, perceptual_seconds=perceptual_seconds, quiet=quiet,
+    )
     errors = scores.attrs["errors"]
     if scores.empty:
         raise EvaluateError(f"none of the {len(paths)} file(s) could be read: {errors[0] if errors else ''}")
     summary = summarize(scores)
-    table = markdown_table(summary)
+    footnote = perceptual_footnote(perceptual_seconds) if shown_perceptual(summary) else ""
+    table = markdown_table(summary) + (f"\n\n{footnote}" if footnote else "")
     atomic_write_text(out_dir / "scores.csv", scores.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(out_dir / "summary.md", table + "\n")
     meta = {
@@ -275,6 +353,14 @@ def evaluate(
         "seconds": float(scores.drop_duplicates("file")["seconds"].sum()),
         "samples": samples,
         "summary": json.loads(summary.reset_index().to_json(orient="records")),
+        "perceptual": {
+            "scored": with_perceptual,
+            "note": note,
+            "visqol_mapping": perceptual_metrics.visqol_mapping() if with_perceptual else None,
+            "seconds": perceptual_seconds or None,
+            "pesq_segment_seconds": perceptual_metrics.PESQ_MAX_SECONDS,
+            "footnote": footnote,
+        },
     }
     atomic_write_text(out_dir / "eval.json", json.dumps(meta, indent=2) + "\n")
     if not quiet:
@@ -283,4 +369,4 @@ def evaluate(
             f"evaluate: {meta['files']} file(s), {meta['seconds'] / 60:.1f} min of audio, {len(errors)} failed, "
             f"in {time.perf_counter() - start:.1f} s -> {out_dir}"
         )
-    return EvaluateResult(scores, summary, out_dir, errors)
+    return EvaluateResult(scores, summary, out_dir, errors, table)

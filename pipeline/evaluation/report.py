@@ -2,9 +2,11 @@
 sample pages of audio super-resolution papers).
 
 Reads what ``pipeline evaluate`` wrote (``eval.json``, ``scores.csv``, ``samples/``) and writes a
-self-contained folder: ``index.html`` with the summary table, then for each sample file its scores,
-spectrograms and audio players (high-res, low-res, sinc, model), the audio and images copied beside
-it. No remote assets: the page works offline and from a copied folder.
+self-contained folder: ``index.html`` with the summary table (SNR, LSD, LSD-HF and, when evaluate
+scored them, ViSQOL and PESQ-WB with the quality mapping ViSQOL used), then for each sample file its
+scores, audio players and spectrograms of the same five signals (high-res, low-res, sinc, cubic,
+model: both baselines), the audio and images copied beside it. No remote assets: the page works
+offline and from a copied folder.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ import json
 import shutil
 from pathlib import Path
 
+import math
+
 import pandas as pd
 
 from audio_superres.preprocessing.audio import atomic_path, atomic_write_text
 
-PLAYERS = (("highres", "high-res (reference)"), ("lowres", "low-res (input)"), ("sinc", "sinc"), ("model", "model"))
+from .evaluate import PERCEPTUAL, PERCEPTUAL_LABELS, SIGNAL_LABELS, SIGNALS
+
+# the order of the spectrogram panels too (evaluate.SIGNALS)
+PLAYERS = (("highres", "high-res (reference)"), ("lowres", "low-res (input)"), ("sinc", "sinc"), ("cubic", "cubic"), ("model", "model"))
+# what evaluations written before the sinc panel existed show in their spectrogram.png
+OLD_PANELS = ["high-res", "low-res", "cubic", "model"]
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -27,7 +36,7 @@ table { border-collapse: collapse; margin: 1em 0; } th, td { padding: 0.35em 0.9
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.model td { font-weight: 600; }
 section.sample { border-top: 1px solid #ccc; padding-top: 1em; margin-top: 2em; }
-.players { display: grid; grid-template-columns: repeat(4, 1fr); gap: 0.8em; margin: 0.8em 0; }
+.players { display: grid; grid-template-columns: repeat(5, 1fr); gap: 0.8em; margin: 0.8em 0; }
 .players figure { margin: 0; } .players figcaption { font-size: 0.9em; color: #444; margin-bottom: 0.3em; }
 audio { width: 100%; } img { max-width: 100%; border: 1px solid #eee; }
 .scores { font-size: 0.9em; color: #444; }
@@ -38,16 +47,36 @@ class ReportError(Exception):
     """The evaluation folder cannot be used; the message is one line."""
 
 
-def _num(x: float, digits: int) -> str:
-    return f"{x:.{digits}f}"
+def _num(x: float | None, digits: int) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _shown_perceptual(summary: list[dict]) -> list[str]:
+    """The perceptual figures scored on at least one file (none in evaluations made without them)."""
+    return [f for f in PERCEPTUAL if any(r.get(f) is not None for r in summary)]
+
+
+def _perceptual_cell(r: dict, figure: str) -> str:
+    value, files = r.get(figure), int(r["files"])
+    if value is None:
+        return "-"
+    scored = int(r.get(f"{figure}_files") or files)
+    return f"{value:.2f}" + (f" ({scored} of {files})" if scored < files else "")
 
 
 def _summary_table(summary: list[dict]) -> str:
-    head = "<tr><th>system</th><th>files</th><th>SNR (dB)</th><th>LSD</th><th>LSD-HF</th><th>LSD / sinc</th></tr>"
+    shown = _shown_perceptual(summary)
+    head = (
+        "<tr><th>system</th><th>files</th><th>SNR (dB)</th><th>LSD</th><th>LSD-HF</th><th>LSD / sinc</th>"
+        + "".join(f"<th>{PERCEPTUAL_LABELS[f]}</th>" for f in shown)
+        + "</tr>"
+    )
     rows = [
         f'<tr class="{html.escape(r["system"])}"><td>{html.escape(r["system"])}</td><td class="num">{int(r["files"])}</td>'
         f'<td class="num">{_num(r["snr"], 2)}</td><td class="num">{_num(r["lsd"], 3)}</td>'
-        f'<td class="num">{_num(r["lsd_hf"], 3)}</td><td class="num">{_num(r["lsd_vs_sinc"], 3)}</td></tr>'
+        f'<td class="num">{_num(r["lsd_hf"], 3)}</td><td class="num">{_num(r["lsd_vs_sinc"], 3)}</td>'
+        + "".join(f'<td class="num">{html.escape(_perceptual_cell(r, f))}</td>' for f in shown)
+        + "</tr>"
         for r in summary
     ]
     return f'<table id="summary">\n{head}\n' + "\n".join(rows) + "\n</table>"
@@ -55,7 +84,11 @@ def _summary_table(summary: list[dict]) -> str:
 
 def _file_scores(scores: pd.DataFrame, name: str) -> str:
     mine = scores[scores["file"] == name]
-    parts = [f"{r.system}: SNR {r.snr:.2f} dB, LSD {r.lsd:.3f}, LSD-HF {r.lsd_hf:.3f}" for r in mine.itertuples()]
+    parts = []
+    for r in mine.to_dict("records"):
+        text = f"{r['system']}: SNR {r['snr']:.2f} dB, LSD {r['lsd']:.3f}, LSD-HF {r['lsd_hf']:.3f}"
+        text += "".join(f", {PERCEPTUAL_LABELS[f]} {r[f]:.2f}" for f in PERCEPTUAL if pd.notna(r.get(f, math.nan)))
+        parts.append(text)
     return html.escape(" · ".join(parts))
 
 
@@ -90,7 +123,8 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
         if (src / "spectrogram.png").is_file():
             with atomic_path(out_dir / dst_rel / "spectrogram.png") as tmp:
                 shutil.copyfile(src / "spectrogram.png", tmp)
-            image = f'<img src="{dst_rel}/spectrogram.png" alt="spectrograms of {html.escape(sample["file"])}: high-res, low-res, cubic, model">'
+            panels = ", ".join(sample.get("signals", OLD_PANELS))
+            image = f'<img src="{dst_rel}/spectrogram.png" alt="spectrograms of {html.escape(sample["file"])}: {html.escape(panels)}">'
         sections.append(
             f'<section class="sample">\n<h3>{html.escape(sample["file"])}</h3>\n'
             f'<p class="scores">{_file_scores(scores, sample["file"])}</p>\n'
@@ -107,6 +141,14 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
         about += f" Checkpoint: {meta['checkpoint']}."
     if meta.get("source"):
         about += f" Files: {meta['source']}."
+    perceptual = meta.get("perceptual") or {}
+    if perceptual.get("footnote") and _shown_perceptual(meta["summary"]):
+        perceptual_text = f"<p class=\"scores\">{html.escape(perceptual['footnote'])}</p>"
+    elif perceptual.get("note"):
+        perceptual_text = f"<p class=\"scores\">No perceptual scores: {html.escape(perceptual['note'])}.</p>"
+    else:
+        perceptual_text = ""
+    panels = ", ".join(samples[0].get("signals", OLD_PANELS)) if samples else ", ".join(SIGNAL_LABELS[k] for k in SIGNALS)
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -122,8 +164,9 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
 {_summary_table(meta["summary"])}
 <p class="scores">SNR: higher is better. LSD and LSD-HF (above {html.escape(str(meta.get('low_rate', 0) / 2000))} kHz, the band the model
 invents): lower is better. LSD / sinc: the model's log-spectral distance as a fraction of band-limited resampling's.</p>
+{perceptual_text}
 <h2>Samples</h2>
-<p class="scores">Excerpts; spectrograms left to right: high-res, low-res, cubic, model.</p>
+<p class="scores">Excerpts of the same signals to listen to and to look at: players and spectrograms (left to right) of {html.escape(panels)}.</p>
 {chr(10).join(sections) if sections else '<p>No samples: run <code>pipeline evaluate --figures N</code> with N &gt; 0.</p>'}
 </body>
 </html>

@@ -72,20 +72,12 @@ def _fades(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def upsample_stream(
-    blocks: Iterable[np.ndarray],
-    channels: int,
-    up: Upsampler,
-    plan: ChunkPlan,
-    write: Callable[[np.ndarray], None],
-    progress: Callable[[int], None] = lambda n: None,
+    blocks: Iterable[np.ndarray], channels: int, up: Upsampler, plan: ChunkPlan, write: Callable[[np.ndarray], None], progress: Callable[[int], None] = lambda n: None
 ) -> int:
     """Upsample a stream of low-rate blocks ``(m, channels)`` and pass the output, in order, to
     ``write`` as ``(k, channels)`` blocks; ``progress`` gets the low-rate samples finished each time.
-    Returns the low-rate length. Holds at most one batch of windows in memory.
-
-    Windows are cut at the ends of the file, not padded: the model meets the file's true ends just
-    as it would in one pass over the whole file (a file shorter than a chunk is exactly one pass).
-    """
+    Returns the low-rate length. Holds at most one batch of windows in memory. Windows are cut at the
+    ends of the file, not padded: the model meets the file's true ends as in one pass over it."""
     f, hop, ov, ctx = up.factor, plan.hop, plan.overlap, plan.context
     fade_in, fade_out = _fades(ov * f)
     windows_per_batch = max(1, up.batch_size // channels)

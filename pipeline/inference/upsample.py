@@ -137,10 +137,17 @@ def upsample_paths(
     overwrite: bool = False,
     device: str | None = None,
     quiet: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> UpsampleSummary:
     """``pipeline upsample``; see the module docstring. Errors are printed as they happen (one line
     each) and counted; the other inputs go on. Raises :class:`UpsampleError` when there is nothing
-    to do (no input gives a file) or an output folder cannot be written."""
+    to do (no input gives a file), an output folder cannot be written, or ``upsampling.backend=dask``
+    cannot use its cluster. ``checkpoint``: the file ``forced`` was loaded from, which the Dask
+    workers then load (without it, ``forced`` itself is sent to each worker)."""
+    if settings.backend == "dask":  # no Dask, or no address: said before every file is measured
+        from .cluster import check_settings
+
+        check_settings(settings)
     if forced is not None:
         rate = forced.high_rate
     pairs, errors = plan_outputs(inputs, output, rate)
@@ -184,8 +191,14 @@ def upsample_paths(
             advance(max(0.0, job.seconds - done[0]))  # a failed file's unread seconds count as passed too
             return result
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for job, result in zip(jobs, pool.map(one, jobs)):
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # (threads start only when used)
+            if settings.backend == "dask":  # each worker loads a model once and takes file after file
+                from .cluster import upsample_on_cluster
+
+                results = upsample_on_cluster(jobs, settings, rate, device, forced, checkpoint, lambda job: advance(job.seconds))
+            else:
+                results = zip(jobs, pool.map(one, jobs))
+            for job, result in results:
                 if result.error:
                     summary.failed += 1
                     summary.errors.append(result.error)
