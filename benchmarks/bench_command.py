@@ -50,17 +50,20 @@ def talk_audio(source: Path | None, seconds: float, low_rate: int = LOW_RATE) ->
     return soxr.resample(x, rate, low_rate, "HQ").astype(np.float32)
 
 
-def write_talks(folder: Path, audio: np.ndarray, rate: int, copies: int) -> Path:
-    """``copies`` 16-bit WAV files of ``audio`` in ``folder``: a folder of talks."""
+def write_talks(folder: Path, audio: np.ndarray, rate: int, copies: int, rates: list[int] | None = None) -> Path:
+    """``copies`` 16-bit WAV files of ``audio`` (at ``rate``) in ``folder``: a folder of talks; with
+    ``rates``, talk ``k`` is resampled to ``rates[k % len(rates)]`` (a folder of mixed-rate talks)."""
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(copies):
-        sf.write(str(folder / f"talk_{k:03d}.wav"), audio, rate, subtype="PCM_16")
+        to = rates[k % len(rates)] if rates else rate
+        x = audio if to == rate else soxr.resample(audio, rate, to, "HQ")
+        sf.write(str(folder / f"talk_{k:03d}.wav"), x, to, subtype="PCM_16")
     return folder
 
 
 def run(folder: Path, out: Path, device: str, extra: list[str]) -> float:
     """Wall seconds of ``pipeline upsample FOLDER -o OUT`` in a new process."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", *extra]
+    cmd = [sys.executable, "-m", "audio_superres.pipeline.cli", "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", "--overwrite", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
     return time.perf_counter() - start
@@ -73,15 +76,17 @@ def main() -> None:
     ap.add_argument("--source", type=Path, help="recording to cut the talk from")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rates", default="", help="comma-separated input rates to cycle through (a folder of mixed-rate talks), e.g. 8000,4000,2000")
     ap.add_argument("--args", default="", help="extra arguments of pipeline upsample, e.g. \"--checkpoint x.pt\"")
     ap.add_argument("--compare", action="append", default=[], metavar="ARGS", help="another configuration (repeatable)")
     args = ap.parse_args()
 
-    audio = talk_audio(args.source, args.seconds)
+    rates = [int(r) for r in args.rates.split(",") if r]
+    audio = talk_audio(args.source, args.seconds, 16000 if rates else LOW_RATE)
     total = args.seconds * args.copies
     configs = [args.args, *[f"{args.args} {c}".strip() for c in args.compare]]
     with tempfile.TemporaryDirectory(prefix="bench_command_") as tmp:
-        folder = write_talks(Path(tmp) / "talks", audio, LOW_RATE, args.copies)
+        folder = write_talks(Path(tmp) / "talks", audio, 16000 if rates else LOW_RATE, args.copies, rates)
         times: dict[str, list[float]] = {c: [] for c in configs}
         for c in configs:
             run(folder, Path(tmp) / "out", args.device, shlex.split(c))  # warm-up: file cache, kernels
@@ -91,7 +96,8 @@ def main() -> None:
     import torch
 
     where = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(f"pipeline upsample, whole command: {args.copies} x {args.seconds:g} s at {LOW_RATE} Hz ({total:g} s of audio), {where}")
+    at = f"{'/'.join(map(str, rates))} Hz in turn" if rates else f"{LOW_RATE} Hz"
+    print(f"pipeline upsample, whole command: {args.copies} x {args.seconds:g} s at {at} ({total:g} s of audio), {where}")
     print("| configuration | min s | median s | max s | x real time (median) |")
     print("|---|---:|---:|---:|---:|")
     base = statistics.median(times[configs[0]])

@@ -98,12 +98,13 @@ class Run:
         return [squeeze(ln) for ln in re.split(r"[\r\n]", self.err) if re.match(r"^(pipeline[\w ]*: )?error:", ln.strip())]
 
     def last(self) -> str:
-        lines = [squeeze(ln) for ln in re.split(r"[\r\n]", self.err + "\n" + self.out) if ln.strip()]
-        return (self.errors or lines or [""])[-1] if self.rc else (lines or [""])[-1]
+        lines = [ln for ln in re.split(r"[\r\n]", self.err + "\n" + self.out) if ln.strip()]
+        return (self.errors or [squeeze(ln) for ln in lines[-1:]] or [""])[-1] if self.rc else squeeze(lines[-1]) if lines else ""
 
 
 def squeeze(text: str) -> str:
     """One line, with runs of one character (a 250-byte name, a deep path) shortened: nnn..(246)."""
+    text = text[:1000]  # a message can be a megabyte of one line; only its start is shown
     text = re.sub(r"(.)\1{7,}", lambda m: f"{m[1] * 3}..({len(m[0])})", " ".join(text.split()))
     return re.sub(r"([^/\s]+/)\1{2,}", lambda m: f"{m[1][:-1]}/(x{len(m[0]) // len(m[1])})/", text)
 

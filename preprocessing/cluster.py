@@ -43,9 +43,6 @@ R = TypeVar("R")
 
 INSTALL = "pip install -e \".[cluster]\" (or pip install \"dask[distributed]\")"
 CONNECT_TIMEOUT_S = 10.0
-# what a worker imports before it joins (``dask worker --preload``), so that a (re)started worker
-# does not take files and then spend seconds importing scipy and torch while others could run them
-PRELOAD = ("audio_superres.preprocessing.splice", "audio_superres.pipeline.inference.cluster")
 
 
 class ClusterError(Exception):
@@ -168,10 +165,11 @@ def dask_map(
 
 
 @contextlib.contextmanager
-def local_cluster(n_workers: int = 2, threads: int = 1, preload: Sequence[str] = PRELOAD) -> Iterator[str]:
+def local_cluster(n_workers: int = 2, threads: int = 1, preload: Sequence[str] = ()) -> Iterator[str]:
     """A scheduler and ``n_workers`` worker processes on 127.0.0.1, started as a user would (the
     ``dask scheduler`` and ``dask worker`` commands, as child processes of this one), for the tests
-    and benchmarks; each worker imports the ``preload`` modules before it joins. Yields the
+    and benchmarks; each worker imports the ``preload`` modules before it joins (by default a
+    worker imports what a task needs when the first one comes). Yields the
     scheduler's address; stops them all on exit."""
     import subprocess
     import tempfile

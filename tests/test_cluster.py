@@ -68,8 +68,9 @@ def call(path: Path, seconds: float, seed: int) -> Path:
     return path
 
 
-def kill_one_worker_when(address: str, ready) -> dict:
-    """In the background: once ``ready()``, SIGKILL one worker process (mid-file: each is busy)."""
+def kill_one_worker_when(address: str, ready, finished) -> dict:
+    """In the background: once ``ready()``, SIGKILL one worker process (mid-file: each is busy).
+    Its nanny starts a new one, which joins the run when it is up."""
     pid = next(iter(workers(address).values()))
     seen: dict = {}
 
@@ -77,8 +78,8 @@ def kill_one_worker_when(address: str, ready) -> dict:
         deadline = time.monotonic() + 60
         while not ready() and time.monotonic() < deadline:
             time.sleep(0.005)
-        seen["ready"] = ready()
         os.kill(pid, signal.SIGKILL)
+        seen["mid_run"] = ready() and not finished()
         seen["killed"] = pid
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -135,7 +136,7 @@ def test_splice_through_the_cluster_is_the_local_run(cluster, tmp_path):
 def test_upsample_through_the_cluster_gives_the_same_files(cluster, tmp_path):
     folder = tmp_path / "in"
     for i in range(3):  # 4 kHz speech: the shipped speech-4k model, loaded by every worker
-        call(folder / "calls" / f"call{i}.wav", 3.0, seed=i)
+        call(folder / "calls" / f"call{i}.wav", 2.0, seed=i)
     write_talk(folder / "wide.flac", 2.0, seed=9)  # 16 kHz full band: copied in band
     (folder / "bad.wav").write_bytes(b"RIFF junk")
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
@@ -168,10 +169,10 @@ def test_killing_a_worker_mid_splice_loses_nothing(cluster, tmp_path):
     corpus = talks(tmp_path / "talks", 12, seconds=6.0)
     reference = splice(data_settings(corpus, tmp_path / "local", n_jobs=2), quiet=True)
     records = tmp_path / "dask" / ".done"
-    seen = kill_one_worker_when(cluster, lambda: records.is_dir() and len(list(records.glob("*.json"))) >= 2)
+    seen = kill_one_worker_when(cluster, lambda: records.is_dir() and len(list(records.glob("*.json"))) >= 2, (tmp_path / "dask" / "manifest.csv").exists)
     summary = splice(data_settings(corpus, tmp_path / "dask", backend="dask", dask_address=cluster), quiet=True)
     seen["thread"].join()
-    assert seen["ready"] and seen["killed"] not in workers(cluster).values()  # killed mid-run and replaced by its nanny
+    assert seen["mid_run"]
     assert (summary.done, summary.failed, summary.clips) == (12, 0, reference.clips)
     assert (tmp_path / "dask" / "manifest.csv").read_text() == (tmp_path / "local" / "manifest.csv").read_text()
     same_tree(tmp_path / "local", tmp_path / "dask", "*.flac")
@@ -180,14 +181,14 @@ def test_killing_a_worker_mid_splice_loses_nothing(cluster, tmp_path):
 
 def test_killing_a_worker_mid_upsample_loses_nothing(cluster, tmp_path):
     folder = tmp_path / "in"
-    for i in range(8):
-        call(folder / f"call{i}.wav", 4.0, seed=i)
+    for i in range(6):
+        call(folder / f"call{i}.wav", 3.0, seed=i)
     out = tmp_path / "dask"
-    seen = kill_one_worker_when(cluster, lambda: out.is_dir() and len(list(out.glob("*.wav"))) >= 1)
+    seen = kill_one_worker_when(cluster, lambda: out.is_dir() and len(list(out.glob("*.wav"))) >= 1, lambda: len(list(out.glob("*.wav"))) == 6)
     summary = upsample_paths([folder], out, UpsamplingSettings(device="cpu", backend="dask", dask_address=cluster), quiet=True)
     seen["thread"].join()
-    assert seen["ready"]
-    assert (summary.done, summary.failed) == (8, 0)
-    assert sorted(p.name for p in out.iterdir()) == [f"call{i}.wav" for i in range(8)]
+    assert seen["mid_run"]
+    assert (summary.done, summary.failed) == (6, 0)
+    assert sorted(p.name for p in out.iterdir()) == [f"call{i}.wav" for i in range(6)]
     for p in out.iterdir():
         assert sf.info(str(p)).frames == 4 * sf.info(str(folder / p.name)).frames

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import shutil
 from pathlib import Path
-
-import math
 
 import pandas as pd
 
 from audio_superres.preprocessing.audio import atomic_path, atomic_write_text
 
-from .evaluate import PERCEPTUAL, PERCEPTUAL_LABELS, SIGNAL_LABELS, SIGNALS
+from .evaluate import PERCEPTUAL, PERCEPTUAL_LABELS
+from .samples import SIGNAL_LABELS, SIGNALS
 
-# the order of the spectrogram panels too (evaluate.SIGNALS)
+# the order of the spectrogram panels too (samples.SIGNALS)
 PLAYERS = (("highres", "high-res (reference)"), ("lowres", "low-res (input)"), ("sinc", "sinc"), ("cubic", "cubic"), ("model", "model"))
 # what evaluations written before the sinc panel existed show in their spectrogram.png
 OLD_PANELS = ["high-res", "low-res", "cubic", "model"]
@@ -92,6 +92,30 @@ def _file_scores(scores: pd.DataFrame, name: str) -> str:
     return html.escape(" · ".join(parts))
 
 
+def _sample_section(sample: dict, eval_dir: Path, out_dir: Path, dst_rel: str, scores: pd.DataFrame) -> str:
+    """One sample file's section: its scores, players and spectrograms, the files copied to ``dst_rel``."""
+    src = eval_dir / sample["folder"]
+    (out_dir / dst_rel).mkdir(parents=True, exist_ok=True)
+    players = []
+    for key, label in PLAYERS:
+        if not (src / f"{key}.wav").is_file():
+            raise ReportError(f"{src / f'{key}.wav'}: sample audio missing; run `pipeline evaluate` again")
+        with atomic_path(out_dir / dst_rel / f"{key}.wav") as tmp:
+            shutil.copyfile(src / f"{key}.wav", tmp)
+        players.append(f'<figure><figcaption>{html.escape(label)}</figcaption><audio controls preload="metadata" src="{dst_rel}/{key}.wav"></audio></figure>')
+    image = ""
+    if (src / "spectrogram.png").is_file():
+        with atomic_path(out_dir / dst_rel / "spectrogram.png") as tmp:
+            shutil.copyfile(src / "spectrogram.png", tmp)
+        panels = ", ".join(sample.get("signals", OLD_PANELS))
+        image = f'<img src="{dst_rel}/spectrogram.png" alt="spectrograms of {html.escape(sample["file"])}: {html.escape(panels)}">'
+    return (
+        f'<section class="sample">\n<h3>{html.escape(sample["file"])}</h3>\n'
+        f'<p class="scores">{_file_scores(scores, sample["file"])}</p>\n'
+        f'<div class="players">\n' + "\n".join(players) + f"\n</div>\n{image}\n</section>"
+    )
+
+
 def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | None = None, quiet: bool = False) -> Path:
     """Write ``out_dir/index.html`` (and the audio and images it shows) from ``eval_dir``. Returns
     the page's path."""
@@ -107,29 +131,7 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
         raise ReportError(f"{eval_dir}: cannot read the evaluation ({e})") from None
 
     samples = meta.get("samples", [])[:max_samples]
-    sections = []
-    for k, sample in enumerate(samples):
-        src = eval_dir / sample["folder"]
-        dst_rel = f"samples/{k:02d}"
-        (out_dir / dst_rel).mkdir(parents=True, exist_ok=True)
-        players = []
-        for key, label in PLAYERS:
-            if not (src / f"{key}.wav").is_file():
-                raise ReportError(f"{src / f'{key}.wav'}: sample audio missing; run `pipeline evaluate` again")
-            with atomic_path(out_dir / dst_rel / f"{key}.wav") as tmp:
-                shutil.copyfile(src / f"{key}.wav", tmp)
-            players.append(f'<figure><figcaption>{html.escape(label)}</figcaption><audio controls preload="metadata" src="{dst_rel}/{key}.wav"></audio></figure>')
-        image = ""
-        if (src / "spectrogram.png").is_file():
-            with atomic_path(out_dir / dst_rel / "spectrogram.png") as tmp:
-                shutil.copyfile(src / "spectrogram.png", tmp)
-            panels = ", ".join(sample.get("signals", OLD_PANELS))
-            image = f'<img src="{dst_rel}/spectrogram.png" alt="spectrograms of {html.escape(sample["file"])}: {html.escape(panels)}">'
-        sections.append(
-            f'<section class="sample">\n<h3>{html.escape(sample["file"])}</h3>\n'
-            f'<p class="scores">{_file_scores(scores, sample["file"])}</p>\n'
-            f'<div class="players">\n' + "\n".join(players) + f"\n</div>\n{image}\n</section>"
-        )
+    sections = [_sample_section(sample, eval_dir, out_dir, f"samples/{k:02d}", scores) for k, sample in enumerate(samples)]
 
     title = "Audio super-resolution: evaluation"
     about = (

@@ -1,0 +1,138 @@
+"""Splice and upsample throughput locally and through a local Dask cluster of 1 and 2 workers, as
+ratios to the local backend in one run.
+
+    pip install -e ".[cluster]"
+    python benchmarks/bench_scale.py [--talks 16 --talk-seconds 60] [--calls 16 --call-seconds 40] [--repeats 3]
+
+The clusters are started as a user would start them, on 127.0.0.1 (``dask scheduler``, then ``dask
+worker --nworkers N --nthreads 1``; :func:`preprocessing.cluster.local_cluster`), both kept up for
+the whole run. The local backend is today's default: splice with joblib threads over every core
+(``data.n_jobs=-1``), upsample one file at a time with torch over every core. The inputs are
+generated: ``--talks`` speech-like talks at 16 kHz (FLAC) for splice, ``--calls`` files at 4 kHz
+(WAV, the shipped speech-4k model's input) for upsample, each stage writing to a fresh folder.
+
+Each (stage, backend) runs once unmeasured first (a running cluster's workers have imported the
+package and loaded the model before the work that matters; a cold worker pays that once, shown as
+"first run"), then ``--repeats`` times with the backends alternating, so that a busy machine slows
+them alike. Printed: the median wall time, the throughput (seconds of audio per second) and its
+ratio to the local backend's. Outputs are compared too: splice's manifest and clips must be the same
+bytes; upsample's outputs are the same bytes where torch runs with as many threads (a 1-thread
+worker against a local run over every core differ in the last bits, as any two thread counts do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from audio_superres.pipeline.inference import upsample_paths
+from audio_superres.preprocessing.cluster import local_cluster
+from audio_superres.preprocessing.splice import splice
+from audio_superres.preprocessing.synth import generate_talks
+from audio_superres.settings import DataSettings, UpsamplingSettings
+
+
+def write_calls(folder: Path, talks: list[Path], n: int, seconds: float) -> float:
+    """``n`` 4 kHz WAV files of ``seconds`` cut from the talks (tiled when short); their total seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        x, rate = sf.read(str(talks[k % len(talks)]), dtype="float32")
+        x = np.tile(x, int(np.ceil(seconds * rate / len(x))))[: int(seconds * rate)]
+        sf.write(str(folder / f"call_{k:03d}.wav"), soxr.resample(x, rate, 4000, "HQ"), 4000, subtype="PCM_16")
+    return n * seconds
+
+
+def same_bytes(a: Path, b: Path, pattern: str) -> bool:
+    names = sorted(p.relative_to(a) for p in a.rglob(pattern))
+    return names == sorted(p.relative_to(b) for p in b.rglob(pattern)) and all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--talks", type=int, default=16, help="talks to splice")
+    ap.add_argument("--talk-seconds", type=float, default=60.0)
+    ap.add_argument("--calls", type=int, default=16, help="files to upsample")
+    ap.add_argument("--call-seconds", type=float, default=40.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    try:
+        talks = generate_talks(work / "talks", args.talks, args.talk_seconds)
+        talk_seconds = args.talks * args.talk_seconds
+        call_seconds = write_calls(work / "calls", talks, args.calls, args.call_seconds)
+        with local_cluster(1) as one, local_cluster(2) as two:
+            backends = {"local": None, "dask, 1 worker": one, "dask, 2 workers": two}
+            runs = 0
+
+            def splice_once(address: str | None) -> tuple[float, Path]:
+                nonlocal runs
+                runs += 1
+                out = work / f"clips_{runs}"
+                extra = {"backend": "dask", "dask_address": address} if address else {}
+                settings = DataSettings(input_dir=work / "talks", output_dir=out, trim_seconds=1.0, n_jobs=-1, **extra)
+                t = time.perf_counter()
+                splice(settings, quiet=True)
+                return time.perf_counter() - t, out
+
+            def upsample_once(address: str | None) -> tuple[float, Path]:
+                nonlocal runs
+                runs += 1
+                out = work / f"up_{runs}"
+                extra = {"backend": "dask", "dask_address": address} if address else {}
+                t = time.perf_counter()
+                upsample_paths([work / "calls"], out, UpsamplingSettings(device="cpu", **extra), quiet=True)
+                return time.perf_counter() - t, out
+
+            stages = {"splice": (splice_once, talk_seconds, "*.flac"), "upsample": (upsample_once, call_seconds, "*.wav")}
+            first: dict[tuple[str, str], float] = {}
+            times: dict[tuple[str, str], list[float]] = {}
+            same: dict[tuple[str, str], bool] = {}
+            for stage, (once, _, pattern) in stages.items():
+                reference = None
+                for name, address in backends.items():
+                    first[stage, name], out = once(address)
+                    if reference is None:
+                        reference = out
+                    else:
+                        same[stage, name] = same_bytes(reference, out, pattern) and (stage != "splice" or (reference / "manifest.csv").read_text() == (out / "manifest.csv").read_text())
+                        shutil.rmtree(out)
+                    times[stage, name] = []
+                for r in range(args.repeats):
+                    order = list(backends.items())
+                    order = order[r % len(order):] + order[: r % len(order)]  # who goes first rotates
+                    for name, address in order:
+                        wall, out = once(address)
+                        times[stage, name].append(wall)
+                        shutil.rmtree(out)
+                shutil.rmtree(reference)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"splice: {args.talks} talks x {args.talk_seconds:g} s at 16 kHz; upsample: {args.calls} files x {args.call_seconds:g} s at 4 kHz (speech-4k); "
+          f"median of {args.repeats}; {sys.platform}, this machine's cores shared by every backend")
+    print(f"{'stage':<9} {'backend':<17} {'first run s':>11} {'wall s':>8} {'x real time':>12} {'vs local':>9}  same output as local")
+    for stage, (_, seconds, _) in stages.items():
+        local = statistics.median(times[stage, "local"])
+        for name in backends:
+            wall = statistics.median(times[stage, name])
+            if name == "local":
+                note = "(reference)"
+            elif stage == "splice":
+                note = "identical" if same[stage, name] else "DIFFERENT"
+            else:
+                note = "identical" if same[stage, name] else "last bits differ (1 torch thread per worker vs all cores locally)"
+            print(f"{stage:<9} {name:<17} {first[stage, name]:>11.2f} {wall:>8.2f} {seconds / wall:>12.1f} {local / wall:>8.2f}x  {note}")
+
+
+if __name__ == "__main__":
+    main()
