@@ -56,7 +56,7 @@ def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple
     return out
 
 
-def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]], device: str, bf16: bool, methods: list[str]) -> pd.DataFrame:
+def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]], device: str, bf16: bool, methods: list[str], perceptual: bool = False) -> pd.DataFrame:
     """One row per file, system and low-res method (column ``method``)."""
     frames = []
     baselines_for: set[int] = set()  # input rates whose sinc and cubic rows are already kept
@@ -66,7 +66,7 @@ def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]
         rate_tag = f"@{up.low_rate / 1000:g}k" if several_rates else ""
         for method in methods:
             for corpus, (paths, trim) in files.items():
-                scores = evaluate_files(up, up.factor, up.low_rate, method, paths, trim_seconds=trim, quiet=True)
+                scores = evaluate_files(up, up.factor, up.low_rate, method, paths, trim_seconds=trim, quiet=True, perceptual=perceptual and method == methods[0])
                 scores["system"] = scores["system"].replace({"model": name, "sinc": "sinc" + rate_tag, "cubic": "cubic" + rate_tag})
                 if up.low_rate in baselines_for:  # the baselines of one input rate are the same for every model
                     scores = scores[scores["system"] == name]
@@ -106,14 +106,18 @@ def realtime_factors(models: dict[str, Path], source: Path, seconds: float, copi
 def table(scores: pd.DataFrame, speed: dict[str, float], speed_label: str) -> str:
     lines = []
     scores = scores[scores["method"] == scores["method"].iloc[0]]  # the first method: soxr by default
+    perceptual = [c for c in ("visqol", "pesq_wb") if c in scores.columns and scores[c].notna().any()]
+    heads = {"visqol": "ViSQOL", "pesq_wb": "PESQ-WB"}
     for corpus, group in [*scores.groupby("corpus", sort=False), ("all files", scores)]:
-        means = group.groupby("system", sort=False)[["snr", "lsd", "lsd_hf"]].mean()
+        means = group.groupby("system", sort=False)[["snr", "lsd", "lsd_hf", *perceptual]].mean()
         files = group.groupby("system", sort=False)["file"].nunique()
-        sinc_lsd = means.loc["sinc", "lsd"]
-        lines += [f"\n{corpus}", f"| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc | {speed_label} |", "|---|---:|---:|---:|---:|---:|---:|"]
+        sinc_lsd = means.loc[[s for s in means.index if s.startswith("sinc")][0], "lsd"]
+        extra_head = "".join(f" {heads[c]} |" for c in perceptual)
+        lines += [f"\n{corpus}", f"| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |{extra_head} {speed_label} |", "|---|---:|---:|---:|---:|---:|" + "---:|" * len(perceptual) + "---:|"]
         for system, r in means.iterrows():
             rtf = f"{speed[system]:.1f}x" if system in speed else "-"
-            lines.append(f"| {system} | {files[system]} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.lsd / sinc_lsd:.3f} | {rtf} |")
+            extra = "".join(f" {r[c]:.2f} |" for c in perceptual)
+            lines.append(f"| {system} | {files[system]} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.lsd / sinc_lsd:.3f} |{extra} {rtf} |")
     return "\n".join(lines)
 
 
@@ -130,6 +134,7 @@ def main() -> None:
     ap.add_argument("--rtf-seconds", type=float, default=600.0)
     ap.add_argument("--rtf-copies", type=int, default=1)
     ap.add_argument("--no-rtf", action="store_true")
+    ap.add_argument("--perceptual", action="store_true", help="also ViSQOL and PESQ-WB (needs the [metrics] extra; slow: the middle 60 s of each file)")
     ap.add_argument("--out", type=Path, help="write scores.csv and table.md here")
     args = ap.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
@@ -139,7 +144,7 @@ def main() -> None:
 
     files = test_files(args)
     methods = args.methods.split(",")
-    scores = score_all(models, files, args.device, args.bf16, methods)
+    scores = score_all(models, files, args.device, args.bf16, methods, args.perceptual)
     speed: dict[str, float] = {}
     device_label = args.device
     if not args.no_rtf:

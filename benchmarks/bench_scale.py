@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=16, help="files to upsample")
     ap.add_argument("--call-seconds", type=float, default=40.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stages", nargs="+", choices=["splice", "upsample"], default=["splice", "upsample"])
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
@@ -94,6 +95,7 @@ def main() -> None:
                 return time.perf_counter() - t, out
 
             stages = {"splice": (splice_once, talk_seconds, "*.flac"), "upsample": (upsample_once, call_seconds, "*.wav")}
+            stages = {k: v for k, v in stages.items() if k in args.stages}
             first: dict[tuple[str, str], float] = {}
             times: dict[tuple[str, str], list[float]] = {}
             same: dict[tuple[str, str], bool] = {}

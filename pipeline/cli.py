@@ -8,6 +8,7 @@ processed), 2 nothing could be done (bad settings, bad folders).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -202,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("demo", help="end to end on generated talks: generate, splice, split")
+    from .demo import HELP as demo_help
+
+    p = sub.add_parser("demo", help=demo_help, description=demo_help)
     _common(p)
     p.add_argument("--workdir", default="data/demo", help="where the demo writes everything (default data/demo)")
     p.set_defaults(func=cmd_demo)
@@ -255,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a file name that is not valid UTF-8 is printed with escapes instead of ending the run
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -262,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, settings)
     except (SettingsError, StageError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a blocked path that a stage did not foresee: one line, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

@@ -14,6 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+MIN_RATE, MAX_RATE = 1000, 768000  # sample rates a recording can have
 AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".ogg", ".mp3", ".opus", ".aif", ".aiff")
 
 
@@ -76,19 +77,27 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
         raise AudioError(path, f"cannot open: {e.strerror}") from None
     if size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "cannot open: permission denied")
     if path.suffix.lower() == ".sph":
         _check_sphere(path)
     elif path.suffix.lower() == ".wav":
         _check_wav_length(path, size)
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioError(path, f"not a readable audio file ({_short(e)})") from None
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        # a damaged header: resampling from 1 Hz would make every block thousands of times larger
+        raise AudioError(path, f"its header claims a sample rate of {info.samplerate} Hz, outside {MIN_RATE}-{MAX_RATE} Hz: damaged or not audio")
+    return info
 
 
 def _short(e: Exception) -> str:
     text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    # libsndfile's words for a file it cannot place: no one holding random bytes thinks of a pipe
+    return "unrecognised format" if "possibly a pipe" in text or "Format not recognised" in text else text
 
 
 def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:

@@ -26,6 +26,7 @@ a stage must list the file and go on.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -127,6 +128,31 @@ def _why(e: BaseException) -> str:
     return f"failed on a Dask worker: {_first_line(e)}"
 
 
+def _tune_malloc() -> None:
+    """On a worker, once: glibc's own ceilings for its mmap and trim thresholds. distributed's
+    nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins the mmap threshold
+    at 128 KiB: every array of audio is then a fresh mmap, faulted in page by page and unmapped on
+    free, and splice runs about 40% slower than in a plain process. With these, arrays up to 32 MiB
+    reuse the heap and up to 64 MiB of it stays mapped, as in any process that did not set them."""
+    global _TUNED
+    if _TUNED:
+        return
+    _TUNED = True
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None)
+            libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+
+
+_TUNED = False
+
+
+def _on_worker(item: T, _fn: Callable[..., R], **shared: Any) -> R:
+    _tune_malloc()
+    return _fn(item, **shared)
+
+
 def as_finished(client: "Client", fn: Callable[..., R], items: Sequence[T], on_error: Callable[[T, str], R], **shared: Any) -> Iterator[tuple[int, R]]:
     """``(index, fn(items[index], **shared))`` for every item, computed on the workers, in the
     order they finish. An item whose work raised, or was lost with its worker more times than the
@@ -134,7 +160,7 @@ def as_finished(client: "Client", fn: Callable[..., R], items: Sequence[T], on_e
     ``shared`` values (futures of scattered data among them) go to every call."""
     from distributed import as_completed
 
-    futures = client.map(fn, items, pure=False, **shared)
+    futures = client.map(_on_worker, items, pure=False, _fn=fn, **shared)
     index = {f.key: i for i, f in enumerate(futures)}
     try:
         for future in as_completed(futures, loop=client.loop):

@@ -268,6 +268,8 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
     """Run the whole stage (see the module docstring). Returns the summary; ``summary.failed > 0``
     means some files could not be read (listed in ``failures.csv``)."""
     output_dir = Path(settings.output_dir)
+    if output_dir.resolve() == Path(settings.input_dir).resolve():
+        raise SpliceError(f"{output_dir}: data.output_dir is data.input_dir; the clips need a folder of their own (set data.output_dir)")
     sources = find_sources(settings.input_dir, settings.talk_from, exclude=output_dir)
     if not sources:
         raise SpliceError(f"{settings.input_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder")

@@ -70,6 +70,19 @@ class FileResult:
     seconds: float = 0.0
     error: str = ""
     resampled_from: int | None = None
+    peak: float = 0.0  # of the output before it was written: above 1.0, a PCM file was clipped
+
+
+class _PeakWriter:
+    """Writes blocks as ``subtype`` and remembers the largest magnitude it was given."""
+
+    def __init__(self, out: sf.SoundFile, subtype: str):
+        self.out, self.subtype, self.peak = out, subtype, 0.0
+
+    def __call__(self, y: np.ndarray) -> None:
+        if len(y):
+            self.peak = max(self.peak, float(np.max(np.abs(y))))
+        self.out.write(file_samples(y, self.subtype))
 
 
 def upsample_file(
@@ -98,12 +111,13 @@ def upsample_file(
 
         with atomic_path(output) as tmp:
             with sf.SoundFile(str(tmp), "w", samplerate=up.high_rate, channels=info.channels, subtype=subtype, format="WAV") as out:
-                upsample_stream(read_lowrate_blocks(source, up.low_rate), info.channels, up, plan, lambda y: out.write(file_samples(y, subtype)), counted)
+                writer = _PeakWriter(out, subtype)
+                upsample_stream(read_lowrate_blocks(source, up.low_rate), info.channels, up, plan, writer, counted)
     except AudioError as e:
         return FileResult(source, None, error=str(e))
     except (sf.LibsndfileError, OSError) as e:
         return FileResult(source, None, error=f"{source}: cannot write {output} ({e.strerror if isinstance(e, OSError) and e.strerror else e})")
-    return FileResult(source, output, frames / up.low_rate, resampled_from=info.samplerate if info.samplerate != up.low_rate else None)
+    return FileResult(source, output, frames / up.low_rate, resampled_from=info.samplerate if info.samplerate != up.low_rate else None, peak=writer.peak)
 
 
 def copy_file(
@@ -122,12 +136,13 @@ def copy_file(
         frames = 0
         with atomic_path(output) as tmp:
             with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=info.channels, subtype=subtype, format="WAV") as out:
+                writer = _PeakWriter(out, subtype)
                 for block in read_lowrate_blocks(source, rate):
-                    out.write(file_samples(block, subtype))
+                    writer(block)
                     frames += len(block)
                     progress(len(block))
     except AudioError as e:
         return FileResult(source, None, error=str(e))
     except (sf.LibsndfileError, OSError) as e:
         return FileResult(source, None, error=f"{source}: cannot write {output} ({e.strerror if isinstance(e, OSError) and e.strerror else e})")
-    return FileResult(source, output, frames / rate, resampled_from=info.samplerate if info.samplerate != rate else None)
+    return FileResult(source, output, frames / rate, resampled_from=info.samplerate if info.samplerate != rate else None, peak=writer.peak)

@@ -12,6 +12,7 @@ rerun does no model work and an interrupted run finishes only what is missing.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
 import time
@@ -166,7 +167,7 @@ def upsample_paths(
     lock = threading.Lock()
     start = time.perf_counter()
     total = round(sum(j.seconds for j in jobs), 1)
-    with tqdm(total=total, desc="upsample", unit="s", disable=quiet or not jobs, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+    with tqdm(total=total, desc="upsample", unit="s", disable=quiet or not jobs or not sys.stderr.isatty(), dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
 
         def advance(seconds: float) -> None:
             with lock:
@@ -206,6 +207,11 @@ def upsample_paths(
                 else:
                     summary.done += 1
                     summary.seconds += result.seconds
+                    if result.peak > 1.0 and settings.output_subtype != "FLOAT" and not quiet:
+                        _say(
+                            f"note: {job.output}: peaks at {20 * math.log10(result.peak):+.1f} dBFS and was clipped to the {settings.output_subtype} full scale; "
+                            "--set upsampling.output_subtype=FLOAT keeps it"
+                        )
                     summary.routes[job.route if job.route != "checkpoint" else "with the given model"] += 1
     summary.wall = time.perf_counter() - start
     if not quiet:
