@@ -33,7 +33,6 @@ import argparse
 import fnmatch
 import hashlib
 import os
-import pickle
 import re
 import shlex
 import shutil
@@ -104,7 +103,7 @@ class Run:
 
 def squeeze(text: str) -> str:
     """One line, with runs of one character (a 250-byte name, a deep path) shortened: nnn..(246)."""
-    text = text[:1000]  # a message can be a megabyte of one line; only its start is shown
+    text = text[:5000]  # a message can be a megabyte of one line; only its start is shown
     text = re.sub(r"(.)\1{7,}", lambda m: f"{m[1] * 3}..({len(m[0])})", " ".join(text.split()))
     return re.sub(r"([^/\s]+/)\1{2,}", lambda m: f"{m[1][:-1]}/(x{len(m[0]) // len(m[1])})/", text)
 

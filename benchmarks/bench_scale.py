@@ -23,9 +23,10 @@ worker against a local run over every core differ in the last bits, as any two t
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +52,19 @@ def write_calls(folder: Path, talks: list[Path], n: int, seconds: float) -> floa
     return n * seconds
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(clients: list) -> float:
+    """CPU seconds spent so far by this process and every scheduler and worker of the clusters."""
+    total = _cpu()
+    for client in clients:
+        total += sum(client.run(_cpu).values()) + client.run_on_scheduler(_cpu)
+    return total
+
+
 def same_bytes(a: Path, b: Path, pattern: str) -> bool:
     names = sorted(p.relative_to(a) for p in a.rglob(pattern))
     return names == sorted(p.relative_to(b) for p in b.rglob(pattern)) and all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
@@ -66,74 +80,81 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", choices=["splice", "upsample"], default=["splice", "upsample"])
     args = ap.parse_args()
 
+    from distributed import Client
+
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    runs = 0
+
+    def splice_once(address: str | None) -> Path:
+        out = work / f"clips_{runs}"
+        extra = {"backend": "dask", "dask_address": address} if address else {}
+        splice(DataSettings(input_dir=work / "talks", output_dir=out, trim_seconds=1.0, n_jobs=-1, **extra), quiet=True)
+        return out
+
+    def upsample_once(address: str | None) -> Path:
+        out = work / f"up_{runs}"
+        extra = {"backend": "dask", "dask_address": address} if address else {}
+        upsample_paths([work / "calls"], out, UpsamplingSettings(device="cpu", **extra), quiet=True)
+        return out
+
+    stages = {"splice": splice_once, "upsample": upsample_once}
+    stages = {k: v for k, v in stages.items() if k in args.stages}
+    seconds = {"splice": args.talks * args.talk_seconds, "upsample": args.calls * args.call_seconds}
+    first: dict[tuple[str, str], float] = {}
+    walls: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
+    same: dict[tuple[str, str], bool] = {}
     try:
         talks = generate_talks(work / "talks", args.talks, args.talk_seconds)
-        talk_seconds = args.talks * args.talk_seconds
-        call_seconds = write_calls(work / "calls", talks, args.calls, args.call_seconds)
-        with local_cluster(1) as one, local_cluster(2) as two:
+        write_calls(work / "calls", talks, args.calls, args.call_seconds)
+        with local_cluster(1) as one, local_cluster(2) as two, Client(one, set_as_default=False) as c1, Client(two, set_as_default=False) as c2:
             backends = {"local": None, "dask, 1 worker": one, "dask, 2 workers": two}
-            runs = 0
 
-            def splice_once(address: str | None) -> tuple[float, Path]:
+            def timed(once, address) -> tuple[float, float, Path]:
                 nonlocal runs
                 runs += 1
-                out = work / f"clips_{runs}"
-                extra = {"backend": "dask", "dask_address": address} if address else {}
-                settings = DataSettings(input_dir=work / "talks", output_dir=out, trim_seconds=1.0, n_jobs=-1, **extra)
-                t = time.perf_counter()
-                splice(settings, quiet=True)
-                return time.perf_counter() - t, out
+                cpu, t = cpu_seconds([c1, c2]), time.perf_counter()
+                out = once(address)
+                return time.perf_counter() - t, cpu_seconds([c1, c2]) - cpu, out
 
-            def upsample_once(address: str | None) -> tuple[float, Path]:
-                nonlocal runs
-                runs += 1
-                out = work / f"up_{runs}"
-                extra = {"backend": "dask", "dask_address": address} if address else {}
-                t = time.perf_counter()
-                upsample_paths([work / "calls"], out, UpsamplingSettings(device="cpu", **extra), quiet=True)
-                return time.perf_counter() - t, out
-
-            stages = {"splice": (splice_once, talk_seconds, "*.flac"), "upsample": (upsample_once, call_seconds, "*.wav")}
-            stages = {k: v for k, v in stages.items() if k in args.stages}
-            first: dict[tuple[str, str], float] = {}
-            times: dict[tuple[str, str], list[float]] = {}
-            same: dict[tuple[str, str], bool] = {}
-            for stage, (once, _, pattern) in stages.items():
+            for stage, once in stages.items():
                 reference = None
                 for name, address in backends.items():
-                    first[stage, name], out = once(address)
+                    first[stage, name], _, out = timed(once, address)
                     if reference is None:
                         reference = out
                     else:
-                        same[stage, name] = same_bytes(reference, out, pattern) and (stage != "splice" or (reference / "manifest.csv").read_text() == (out / "manifest.csv").read_text())
+                        same[stage, name] = same_bytes(reference, out, "*.flac" if stage == "splice" else "*.wav")
+                        if stage == "splice":
+                            same[stage, name] &= (reference / "manifest.csv").read_text() == (out / "manifest.csv").read_text()
                         shutil.rmtree(out)
-                    times[stage, name] = []
+                    walls[stage, name], cpus[stage, name] = [], []
                 for r in range(args.repeats):
                     order = list(backends.items())
                     order = order[r % len(order):] + order[: r % len(order)]  # who goes first rotates
                     for name, address in order:
-                        wall, out = once(address)
-                        times[stage, name].append(wall)
+                        wall, cpu, out = timed(once, address)
+                        walls[stage, name].append(wall)
+                        cpus[stage, name].append(cpu)
                         shutil.rmtree(out)
                 shutil.rmtree(reference)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"splice: {args.talks} talks x {args.talk_seconds:g} s at 16 kHz; upsample: {args.calls} files x {args.call_seconds:g} s at 4 kHz (speech-4k); "
-          f"median of {args.repeats}; {sys.platform}, this machine's cores shared by every backend")
-    print(f"{'stage':<9} {'backend':<17} {'first run s':>11} {'wall s':>8} {'x real time':>12} {'vs local':>9}  same output as local")
-    for stage, (_, seconds, _) in stages.items():
-        local = statistics.median(times[stage, "local"])
+          f"median of {args.repeats}; {os.cpu_count()} cores, shared with whatever else runs")
+    print(f"{'stage':<9} {'backend':<16} {'first s':>8} {'wall s':>7} {'x real time':>11} {'vs local':>9} {'CPU s':>6} {'CPU vs local':>12}  output")
+    for stage in stages:
+        local_wall, local_cpu = statistics.median(walls[stage, "local"]), statistics.median(cpus[stage, "local"])
         for name in backends:
-            wall = statistics.median(times[stage, name])
+            wall, cpu = statistics.median(walls[stage, name]), statistics.median(cpus[stage, name])
             if name == "local":
                 note = "(reference)"
-            elif stage == "splice":
-                note = "identical" if same[stage, name] else "DIFFERENT"
+            elif same[stage, name]:
+                note = "identical"
             else:
-                note = "identical" if same[stage, name] else "last bits differ (1 torch thread per worker vs all cores locally)"
-            print(f"{stage:<9} {name:<17} {first[stage, name]:>11.2f} {wall:>8.2f} {seconds / wall:>12.1f} {local / wall:>8.2f}x  {note}")
+                note = "DIFFERENT" if stage == "splice" else "last bits differ (1 torch thread per worker, all cores locally)"
+            print(f"{stage:<9} {name:<16} {first[stage, name]:>8.2f} {wall:>7.2f} {seconds[stage] / wall:>11.1f} {local_wall / wall:>8.2f}x {cpu:>6.1f} {cpu / local_cpu:>11.2f}x  {note}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class BandwidthExtender(nn.Module):
     # bfloat16 autocast touches only the trunk: the signal path (interpolation, STFT bins, masks,
     # iSTFT) runs in float32, so ``upsampling.bf16=auto`` turns it on (held-out scores unchanged)
     bf16_safe = True
+    # what is added to the band-limited input is scaled by this at inference (upsampling.band_gain):
+    # 1 as trained; lower trades LSD and ViSQOL for PESQ (benchmarks/bench_tradeoff.py)
+    band_gain = 1.0
 
     def cast_trunk(self, dtype: torch.dtype) -> None:
         """Hold the trunk and heads in ``dtype`` (bfloat16 for inference: ~8% faster on a CPU than
@@ -252,7 +255,7 @@ class BandwidthExtender(nn.Module):
             out = out.float().transpose(1, 2)  # (batch, head outputs, frames)
             residual = self._residual(x.float().reshape(batch, n), x_up, spec, out, level)
             full = F.pad(residual, (0, 0, self.keep_bins, 0))
-            y = x_up + torch.istft(full, self.n_fft, self.hop, window=self.window, center=True, length=n * self.factor)
+            y = x_up + self.band_gain * torch.istft(full, self.n_fft, self.hop, window=self.window, center=True, length=n * self.factor)
         return y.unsqueeze(1)
 
     def _features(self, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

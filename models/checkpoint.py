@@ -10,12 +10,22 @@ The keys are declared once, as the fields of :class:`TrainingCheckpoint` (plus `
 ``version``, which :func:`save_checkpoint` adds); :data:`REQUIRED_KEYS`, :data:`DATA_KEYS` and the
 keys :func:`checkpoint_info` leaves out derive from it. A checkpoint stripped of its optimisation
 state (``benchmarks/export_weights.py``, ``models/pretrained/*.pt``) still loads as a model.
+
+Nothing read is trusted: every field carries a check (its ``check`` metadata) that
+:func:`read_checkpoint` (the fields every checkpoint has) and :meth:`TrainingCheckpoint.from_dict`
+(all of them) apply, so that a damaged file is one line (``PATH: checkpoint field X is damaged
+(...)``), never a traceback; weights that are not finite or absurdly large are refused
+(:func:`check_weights`); a file that is not a checkpoint says what it is instead (a Python pickle,
+which could run code, is refused for safety, unread).
 """
 
 from __future__ import annotations
 
-import pickle
+import io
+import math
+import pickletools
 import random
+import reprlib
 import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -46,8 +56,152 @@ class CheckpointData(TypedDict):
     lowres: list[str]  # the low-res methods it was trained on
 
 
-_EVERY = {"in_every_checkpoint": True}  # the model is rebuilt from these alone (REQUIRED_KEYS)
-_STATE = {"weights_or_optimisation": True}  # left out of checkpoint_info
+# --- the checks of the fields: each returns what is wrong with a value, or None ---------------
+
+MAX_ABS_WEIGHT = 1e6  # trained weights and buffers are far below this; beyond it a file is damaged or diverged
+HISTORY_KEYS = ("step", "train_loss", "val_loss", "val_snr", "val_lsd", "val_lsd_hf", "best")  # what the run reads back from a row
+SCORE_KEYS = ("val_loss", "val_snr", "val_lsd", "val_lsd_hf")
+
+
+def _shown(value) -> str:
+    """A value as a message shows it: its type and a short repr."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value) -> str | None:
+    return None if _is_int(value) and value >= 0 else f"{_shown(value)}, not a whole number >= 0"
+
+
+def _count_or_none(value) -> str | None:
+    return None if value is None else _count(value)
+
+
+def _number(value) -> str | None:
+    return None if _is_number(value) and not math.isnan(value) else f"{_shown(value)}, not a number"
+
+
+def _text(value) -> str | None:
+    return None if isinstance(value, str) and value else f"{_shown(value)}, not a name"
+
+
+def _mapping(value) -> str | None:
+    return None if isinstance(value, dict) else f"{_shown(value)}, not a dict"
+
+
+def _data(value) -> str | None:
+    """``data``: its keys are checked first by :func:`read_checkpoint` ('checkpoint lacks data.X')."""
+    if not isinstance(value, dict):
+        return _mapping(value)
+    for key in ("sample_rate", "factor", "low_rate"):
+        if key in value and not (_is_int(value[key]) and value[key] > 0):
+            return f"{key} is {_shown(value[key])}, not a whole number > 0"
+    lowres = value.get("lowres", [])
+    if not (isinstance(lowres, list) and all(isinstance(m, str) for m in lowres)):
+        return f"lowres is {_shown(lowres)}, not a list of method names"
+    return None
+
+
+def _weights(value) -> str | None:
+    if not isinstance(value, dict) or not value:
+        return f"{_shown(value)}, not a dict of tensors"
+    wrong = next((k for k, v in value.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
+    return None if wrong is None else f"{wrong!r} is {_shown(value[wrong])}, not a tensor"
+
+
+def _weights_or_none(value) -> str | None:
+    return None if value is None else _weights(value)
+
+
+def _scores(value) -> str | None:
+    """``val``: empty before the first validation, else its scores."""
+    if not isinstance(value, dict):
+        return _mapping(value)
+    if value:
+        for key in SCORE_KEYS:
+            if not _is_number(value.get(key)):
+                return f"{key} is {_shown(value.get(key))}, not a number"
+    return None
+
+
+def _rows(value) -> str | None:
+    """``history``: one dict per validation, with the columns the run reads back (plots, early stop)."""
+    if not isinstance(value, list):
+        return f"{_shown(value)}, not a list of rows"
+    for i, row in enumerate(value):
+        if not isinstance(row, dict):
+            return f"row {i} is {_shown(row)}, not a dict"
+        for key in HISTORY_KEYS:
+            if key not in row:
+                return f"row {i} lacks {key}"
+            if not (_is_number(row[key]) or (key == "best" and isinstance(row[key], bool))):
+                return f"row {i}: {key} is {_shown(row[key])}"
+    return None
+
+
+def _optimizer(value) -> str | None:
+    """``optimizer``: the shape of an ``Optimizer.state_dict()``; its fit to the run's optimiser is
+    checked on resume (``pipeline/training/progress.py``)."""
+    if not isinstance(value, dict):
+        return _mapping(value)
+    for key in ("state", "param_groups"):
+        if key not in value:
+            return f"it lacks {key}"
+    if not isinstance(value["state"], dict) or not all(isinstance(v, dict) for v in value["state"].values()):
+        return f"state is {_shown(value['state'])}, not a dict of per-parameter dicts"
+    groups = value["param_groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        return f"param_groups is {_shown(groups)}, not a list of dicts"
+    for i, group in enumerate(groups):
+        params = group.get("params")
+        if not (isinstance(params, list) and all(_is_int(p) for p in params)):
+            return f"param_groups[{i}].params is {_shown(params)}, not a list of parameter numbers"
+    return None
+
+
+def _rng_states(value) -> str | None:
+    """``rng``: one :func:`rng_state` per process."""
+    if not isinstance(value, list) or not value:
+        return f"{_shown(value)}, not a list of one RNG state per process"
+    for i, state in enumerate(value):
+        problem = rng_state_problem(state)
+        if problem:
+            return f"entry {i}: {problem}"
+    return None
+
+
+def _tallies(value) -> str | None:
+    """``tally``: absent in checkpoints written before it, else one per process."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        return f"{_shown(value)}, not a list of one tally per process"
+    for i, tally in enumerate(value):
+        if not isinstance(tally, dict):
+            return f"entry {i} is {_shown(tally)}, not a dict"
+        for key, check in (("sums", _mapping), ("batches", _count), ("skipped", _count), ("bad_in_a_row", _count), ("seconds", _number)):
+            problem = check(tally.get(key)) if key in tally else "missing"
+            if problem:
+                return f"entry {i}: {key}: {problem}"
+        wrong = next((k for k, v in tally["sums"].items() if not (isinstance(k, str) and _is_number(v))), None)
+        if wrong is not None:
+            return f"entry {i}: sums[{wrong!r}] is {_shown(tally['sums'][wrong])}, not a number"
+    return None
+
+
+def _check(check, every: bool = False, state: bool = False) -> dict:
+    """A field's metadata: its check; ``every``: in every checkpoint, the model is rebuilt from these
+    alone (REQUIRED_KEYS); ``state``: weights or optimisation state, left out of checkpoint_info."""
+    return {"check": check, "in_every_checkpoint": every, "weights_or_optimisation": state}
 
 
 @dataclass(kw_only=True)
@@ -57,40 +211,76 @@ class TrainingCheckpoint:
     ``train_state`` only when it is set. Train writes ``to_dict()``; ``--resume`` reads
     ``from_dict(read_checkpoint(path), path)``."""
 
-    family: str = field(metadata=_EVERY)
-    model: dict = field(metadata=_EVERY)  # ModelSettings as a dict
-    data: CheckpointData = field(metadata=_EVERY)
-    training: dict  # TrainingSettings as a dict
-    model_state: dict = field(metadata=_EVERY | _STATE)  # the weights validated and used: with ema_decay, the moving average
-    train_state: dict | None = field(default=None, metadata=_STATE)  # with ema_decay, the trained weights (what resuming needs)
-    epoch: int  # 1-based number of the epoch last trained, as in history.csv
-    epochs_done: int  # whole epochs done
-    epoch_batches: int  # batches done in a partial epoch
-    step: int
-    best_val_loss: float
-    best_epoch: int | None
-    val: dict  # the scores of the validation at this point
-    history: list[dict]  # one dict per validation
-    optimizer: dict = field(metadata=_STATE)
-    scheduler: dict = field(metadata=_STATE)
-    rng: list[dict] = field(metadata=_STATE)  # one rng_state() per process
+    family: str = field(metadata=_check(_text, every=True))
+    model: dict = field(metadata=_check(_mapping, every=True))  # ModelSettings as a dict
+    data: CheckpointData = field(metadata=_check(_data, every=True))
+    training: dict = field(metadata=_check(_mapping))  # TrainingSettings as a dict
+    model_state: dict = field(metadata=_check(_weights, every=True, state=True))  # the weights validated and used: with ema_decay, the moving average
+    train_state: dict | None = field(default=None, metadata=_check(_weights_or_none, state=True))  # with ema_decay, the trained weights (what resuming needs)
+    epoch: int = field(metadata=_check(_count))  # 1-based number of the epoch last trained, as in history.csv
+    epochs_done: int = field(metadata=_check(_count))  # whole epochs done
+    epoch_batches: int = field(metadata=_check(_count))  # batches done in a partial epoch
+    step: int = field(metadata=_check(_count))
+    best_val_loss: float = field(metadata=_check(_number))  # inf before the first validation
+    best_epoch: int | None = field(metadata=_check(_count_or_none))
+    val: dict = field(metadata=_check(_scores))  # the scores of the validation at this point
+    history: list[dict] = field(metadata=_check(_rows))  # one dict per validation
+    optimizer: dict = field(metadata=_check(_optimizer, state=True))
+    scheduler: dict = field(metadata=_check(_mapping, state=True))
+    rng: list[dict] = field(metadata=_check(_rng_states, state=True))  # one rng_state() per process
+    # one dict per process: the loss sums and counts since the last validation (what the next row of
+    # history.csv averages, so that a run resumed between validations writes the same row) and the
+    # run of non-finite batches; absent (None) in checkpoints written before it
+    tally: list[dict] | None = field(default=None, metadata=_check(_tallies, state=True))
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not (f.name == "train_state" and self.train_state is None)}
+        """The fields, less those that are optional and unset."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not (f.default is None and getattr(self, f.name) is None)}
 
     @classmethod
     def from_dict(cls, checkpoint: dict, path: str | Path = "checkpoint") -> TrainingCheckpoint:
-        """The fields of ``checkpoint`` (a dict from :func:`read_checkpoint`); :class:`CheckpointError`
-        when it lacks one, as a checkpoint stripped of its optimisation state does."""
+        """The fields of ``checkpoint`` (a dict from :func:`read_checkpoint`), each checked;
+        :class:`CheckpointError` when it lacks one (as a checkpoint stripped of its optimisation
+        state does) or one is damaged."""
         missing = [f.name for f in fields(cls) if f.name not in checkpoint and f.default is MISSING]
         if missing:
             raise CheckpointError(f"{path}: not a checkpoint a run can resume from: it lacks {', '.join(missing)}")
+        check_fields(checkpoint, path, [f.name for f in fields(cls)])
         return cls(**{f.name: checkpoint[f.name] for f in fields(cls) if f.name in checkpoint})
 
 
 REQUIRED_KEYS = ("format", "version", *(f.name for f in fields(TrainingCheckpoint) if f.metadata.get("in_every_checkpoint")))
 DATA_KEYS = tuple(CheckpointData.__annotations__)
 _TRAINING_STATE_KEYS = tuple(f.name for f in fields(TrainingCheckpoint) if f.metadata.get("weights_or_optimisation"))
+_CHECKS = {f.name: f.metadata["check"] for f in fields(TrainingCheckpoint)}
+
+
+def damaged(path: str | Path, name: str, problem: str) -> CheckpointError:
+    """The one-line error for a field of checkpoint ``path`` that cannot be used."""
+    return CheckpointError(f"{path}: checkpoint field {name} is damaged ({problem})")
+
+
+def check_fields(checkpoint: dict, path: str | Path, names) -> None:
+    """Apply the checks of the fields ``names`` that ``checkpoint`` holds; :class:`CheckpointError` for the first damaged one."""
+    for name in names:
+        if name in checkpoint:
+            problem = _CHECKS[name](checkpoint[name])
+            if problem:
+                raise damaged(path, name, problem)
+
+
+def check_weights(state: dict, path: str | Path, name: str = "model_state") -> None:
+    """Refuse weights (checkpoint field ``name``) that hold NaN or infinite values, or values beyond
+    ``MAX_ABS_WEIGHT``: such a model (a run that diverged, a damaged file) would only output silence or noise."""
+    for key, tensor in state.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise damaged(path, name, f"{key} holds {bad} NaN or infinite value(s) of {tensor.numel()}; refused")
+        largest = float(tensor.detach().abs().max())
+        if largest > MAX_ABS_WEIGHT:
+            raise damaged(path, name, f"{key} holds a value of magnitude {largest:.3g}, beyond {MAX_ABS_WEIGHT:.0e}; refused")
 
 
 def rng_state() -> dict:
@@ -116,6 +306,33 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+def rng_state_problem(state) -> str | None:
+    """What makes ``state`` something other than an :func:`rng_state` that :func:`set_rng_state` can restore (None: nothing)."""
+    if not isinstance(state, dict) or set(state) != {"torch", "cuda", "numpy", "python"}:
+        return f"{_shown(state)}, not a dict of torch, cuda, numpy and python states"
+    t = state["torch"]
+    if not (isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.shape == torch.get_rng_state().shape):
+        return f"torch is {_shown(t)}, not a uint8 tensor of shape {tuple(torch.get_rng_state().shape)}"
+    if not (isinstance(state["cuda"], list) and all(isinstance(c, torch.Tensor) and c.dtype == torch.uint8 for c in state["cuda"])):
+        return f"cuda is {_shown(state['cuda'])}, not a list of uint8 tensors"
+    n, p = state["numpy"], state["python"]
+    if not (isinstance(n, dict) and set(n) == {"keys", "pos", "has_gauss", "cached_gaussian"}):
+        return f"numpy is {_shown(n)}, not a dict of keys, pos, has_gauss and cached_gaussian"
+    keys = n["keys"]
+    if not (isinstance(keys, torch.Tensor) and not keys.is_floating_point() and keys.shape == (624,) and bool(((keys >= 0) & (keys < 2**32)).all())):
+        return f"numpy.keys is {_shown(keys)}, not 624 whole numbers of 32 bits"
+    if not (_is_int(n["pos"]) and 0 <= n["pos"] <= 624 and _is_int(n["has_gauss"]) and _is_number(n["cached_gaussian"])):
+        return f"numpy.pos, has_gauss or cached_gaussian is not a number in range ({n['pos']!r}, {n['has_gauss']!r}, {n['cached_gaussian']!r})"
+    if not (isinstance(p, dict) and set(p) == {"version", "state", "gauss"}):
+        return f"python is {_shown(p)}, not a dict of version, state and gauss"
+    words = p["state"]
+    if not (isinstance(words, torch.Tensor) and not words.is_floating_point() and words.shape == (625,) and bool(((words >= 0) & (words < 2**32)).all()) and int(words[-1]) <= 624):
+        return f"python.state is {_shown(words)}, not 625 whole numbers of 32 bits"
+    if not (_is_int(p["version"]) and (p["gauss"] is None or _is_number(p["gauss"]))):
+        return f"python.version or gauss is not a number ({p['version']!r}, {p['gauss']!r})"
+    return None
 
 
 def _on_cpu(value):
@@ -147,9 +364,9 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """The checkpoint dict at ``path``, loaded without unpickling code (``weights_only=True``).
-    Raises :class:`CheckpointError` for a missing file, a file that is not a checkpoint, or one
-    holding arbitrary Python objects."""
+    """The checkpoint dict at ``path``, loaded without unpickling code (``weights_only=True``), the
+    fields every checkpoint has checked. Raises :class:`CheckpointError` for a missing file, a file
+    that is not a checkpoint (saying what it is), one holding arbitrary Python objects, or a damaged field."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file (training writes best.pt and last.pt inside its run folder)")
@@ -159,25 +376,63 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the pickle protocol of foreign files
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):
-            problem = "it holds Python objects other than tensors and plain values, refused for safety (weights_only)"
-        else:
-            problem = "not a PyTorch file of tensors and plain values"
-        raise CheckpointError(f"{path}: not a valid checkpoint: {problem}") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
-    except Exception as e:  # noqa: BLE001  (garbage makes the unpickler fail in many ways: EOFError, KeyError, RuntimeError...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path}: not a valid checkpoint: unreadable as a PyTorch file ({type(e).__name__}{': ' + first if first else ''})") from None
+    except Exception as e:  # noqa: BLE001  (garbage makes the unpickler fail in many ways: UnpicklingError, EOFError, KeyError, RuntimeError...)
+        raise CheckpointError(f"{path}: {_not_loadable(path, e)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint written by `pipeline train` (no {FORMAT!r} format tag)")
     if checkpoint.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {checkpoint.get('version')} is not supported (this code reads version {VERSION})")
-    missing = [k for k in REQUIRED_KEYS if k not in checkpoint] + [f"data.{k}" for k in DATA_KEYS if k not in checkpoint.get("data", {})]
+    missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
+    if not missing and isinstance(checkpoint["data"], dict):
+        missing = [f"data.{k}" for k in DATA_KEYS if k not in checkpoint["data"]]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    check_fields(checkpoint, path, REQUIRED_KEYS[2:])
     return checkpoint
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the number torch's older format pickles first
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"}  # imports and calls
+_SNIFF_BYTES = 1 << 26
+
+
+def _not_loadable(path: Path, error: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed with ``error``, as the file's kind shows it."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    kind = "torch" if head.startswith(_ZIP_MAGIC) else _pickle_kind(head)
+    if kind == "torch":
+        if "Unsupported global" in str(error):
+            return "not a valid checkpoint: it holds Python objects other than tensors and plain values, refused for safety (weights_only)"
+        return f"not a valid checkpoint: unreadable as a PyTorch file ({type(error).__name__}{': ' + first if first else ''})"
+    if kind == "code":
+        return "not a checkpoint file: a Python pickle that would import and call code when loaded (arbitrary code), refused for safety"
+    if kind == "plain":
+        return "not a checkpoint file: a plain Python pickle, not PyTorch's format"
+    return "not a checkpoint file (empty)" if not head else "not a checkpoint file (unrecognised format)"
+
+
+def _pickle_kind(head: bytes) -> str | None:
+    """What the first pickle in ``head`` is, read with :mod:`pickletools` (which runs nothing):
+    ``torch`` (the number that opens torch's older format), ``code`` (it imports or calls
+    something), ``plain``, or None when ``head`` does not start with a pickle."""
+    names, args = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(head)):
+            names.append(opcode.name)
+            args.append(arg)
+    except Exception:  # noqa: BLE001  (not a pickle, or one cut short by _SNIFF_BYTES)
+        if len(head) < _SNIFF_BYTES or len(names) < 2:
+            return None
+    if len(names) < 2:  # a lone STOP: one byte of chance, not a pickle
+        return None
+    if _TORCH_LEGACY_MAGIC in args and not _CODE_OPCODES & set(names):
+        return "torch"
+    return "code" if _CODE_OPCODES & set(names) else "plain"
 
 
 def checkpoint_info(checkpoint: dict) -> dict:
@@ -199,7 +454,8 @@ def model_settings_of(checkpoint: dict) -> dict:
 
 
 def build_from_checkpoint(checkpoint: dict, path: str | Path = "checkpoint") -> nn.Module:
-    """The network described by ``checkpoint`` with its weights loaded (left in train mode)."""
+    """The network described by ``checkpoint`` with its weights loaded (left in train mode);
+    :class:`CheckpointError` when they do not fit it, or are not finite (:func:`check_weights`)."""
     from .registry import build_model
 
     try:
@@ -213,6 +469,7 @@ def build_from_checkpoint(checkpoint: dict, path: str | Path = "checkpoint") -> 
         model = build_model(settings, int(checkpoint["data"]["factor"]))
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    check_weights(checkpoint["model_state"], path)
     try:
         model.load_state_dict(checkpoint["model_state"])
     except RuntimeError as e:

@@ -98,7 +98,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     except (TrainingError, DataError, CheckpointError) as e:
         raise StageError(str(e)) from None
     except KeyboardInterrupt:
-        print(f"interrupted: `pipeline train --resume` continues from {Path(settings.training.run_dir) / 'last.pt'} (the last validation)", file=sys.stderr)
+        from audio_superres.pipeline.training.train import interrupted_line
+
+        print(interrupted_line(Path(settings.training.run_dir)), file=sys.stderr)
         return 130
     return 0
 
@@ -135,7 +137,7 @@ def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     from audio_superres.pipeline.inference.inspect import inspect_paths, write_csv
 
-    table = inspect_paths(args.inputs)
+    table = inspect_paths(args.inputs, quiet=args.quiet)
     if table.empty:
         raise StageError(f"{', '.join(map(str, args.inputs))}: no audio files")
     for row in table.itertuples():
@@ -144,6 +146,9 @@ def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
         else:
             band = "full band" if row.full_band else f"content to {row.cutoff_hz / 1000:.2f} kHz"
             print(f"{row.file}: {int(row.sample_rate)} Hz, {int(row.channels)} ch, {row.seconds:.1f} s, {band} -> {row.model}")
+    ok = table[table["error"] == ""]
+    if not args.quiet:
+        print(f"inspect: {len(ok)} file(s), {int((ok['full_band'] == False).sum())} narrower than their rate, {len(table) - len(ok)} unreadable")  # noqa: E712
     if args.csv is not None:
         try:
             write_csv(table, args.csv)

@@ -11,9 +11,10 @@ Every machine needs the package (``pip install -e ".[cluster]"``) and sees the c
 folder at the same paths (a shared file system): the driver finds the files and sends each worker
 absolute paths; a worker reads, writes its outputs under temporary names renamed when complete,
 and sends back a small record. Only the driver writes the tables (``manifest.csv``,
-``failures.csv``) and prints. Before any work, every worker must see the folders: the driver puts a
-probe file in each and a worker that does not see it stops the run with a one-line error (its
-outputs would land on its own disk, not where the driver looks).
+``failures.csv``) and prints. Before any work, every worker must see the output folder: the driver
+puts a probe file in it, and a worker that does not see it stops the run with a one-line error (its
+outputs would land on its own disk, not where the driver looks). An input a worker cannot see is
+that file's failure, listed as any unreadable file.
 
 Nothing is lost: a worker that dies mid-file has that file rescheduled on the others by the
 scheduler (``distributed.scheduler.allowed-failures`` times, 3 by default); a file that still does
@@ -64,29 +65,27 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
-def _sees(path: str, probe: str | None) -> bool:
-    """Run on a worker: does it see ``path`` (and the driver's probe file in it)?"""
-    return os.path.isdir(path) and (probe is None or os.path.exists(os.path.join(path, probe)))
+def _sees(path: str, probe: str) -> bool:
+    """Run on a worker: does it see the driver's probe file in ``path``?"""
+    return os.path.exists(os.path.join(path, probe))
 
 
-def _check_shared(client: "Client", folders: Sequence[Path], setting: str) -> None:
-    """Every worker sees each folder at the same path, checked with a probe file the driver writes
-    in it (where it can: an input folder may be read-only, then only its existence is checked)."""
+def _check_outputs(client: "Client", folders: Sequence[Path], setting: str) -> None:
+    """Every worker sees each output folder at the same path: a probe file the driver writes in it."""
     if not client.scheduler_info().get("workers"):
         tqdm.write(f"note: no Dask workers at {client.scheduler.address} yet; the files wait for the first to join", file=sys.stderr)
         return
     for folder in folders:
-        probe: str | None = f".dask-probe-{uuid.uuid4().hex}"
+        probe = f".dask-probe-{uuid.uuid4().hex}"
         try:
             (folder / probe).write_bytes(b"")
-        except OSError:
-            probe = None
+        except OSError as e:
+            raise ClusterError(f"{folder}: output folder cannot be written ({e.strerror or e})") from None
         try:
             seen = client.run(_sees, str(folder), probe)
         finally:
-            if probe is not None:
-                with contextlib.suppress(OSError):
-                    (folder / probe).unlink()
+            with contextlib.suppress(OSError):
+                (folder / probe).unlink()
         blind = sorted(w for w, ok in seen.items() if not ok)
         if blind:
             raise ClusterError(
@@ -105,16 +104,17 @@ def check_backend(address: str | None, setting: str):
 
 
 @contextlib.contextmanager
-def dask_client(address: str | None, setting: str, shared: Sequence[Path] = ()) -> Iterator["Client"]:
-    """A client of the scheduler at ``address`` whose workers all see the ``shared`` folders.
-    ``setting`` names the settings file in messages. Raises :class:`ClusterError`."""
+def dask_client(address: str | None, setting: str, outputs: Sequence[Path] = ()) -> Iterator["Client"]:
+    """A client of the scheduler at ``address`` whose workers all see the ``outputs`` folders (where
+    they will write; each exists). ``setting`` names the settings file in messages. Raises
+    :class:`ClusterError`."""
     distributed = check_backend(address, setting)
     try:
         client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except Exception as e:  # OSError (no answer), ValueError/TypeError (not an address)
         raise ClusterError(f"{address}: no Dask scheduler answered ({setting}.dask_address: {_first_line(e)}); start one with `dask scheduler` and give its tcp://HOST:PORT") from None
     try:
-        _check_shared(client, [Path(f).absolute() for f in shared], setting)
+        _check_outputs(client, [Path(f).absolute() for f in outputs], setting)
         yield client
     finally:
         client.close()
@@ -181,11 +181,11 @@ def dask_map(
     address: str | None,
     on_error: Callable[[T, str], R],
     setting: str = "data",
-    shared: Sequence[Path] = (),
+    outputs: Sequence[Path] = (),
 ) -> Iterator[R]:
     """``fn(item)`` for every item on the workers of the scheduler at ``address``, in completion
     order; see :func:`as_finished` for failures and :func:`dask_client` for the rest."""
-    with dask_client(address, setting, shared) as client:
+    with dask_client(address, setting, outputs) as client:
         for _, result in as_finished(client, fn, items, on_error):
             yield result
 

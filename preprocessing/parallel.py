@@ -23,7 +23,7 @@ def parallel_map(
     dask_address: str | None = None,
     on_error: Callable[[T, str], R] | None = None,
     setting: str = "data",
-    shared: Sequence[Path] = (),
+    outputs: Sequence[Path] = (),
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for every item, in completion order, with a tqdm bar on stderr.
 
@@ -33,7 +33,7 @@ def parallel_map(
 
     With ``dask_address``, ``fn`` runs on the workers of that Dask scheduler instead (``n_jobs`` and
     ``prefer`` are then the cluster's business; :mod:`.cluster`): it must be picklable, take paths
-    that every worker sees (the ``shared`` folders are checked first) and return something small;
+    that every worker sees (the ``outputs`` folders are checked first) and return something small;
     an item whose work raised or was lost gives ``on_error(item, why)``. ``setting`` names the
     settings file in its one-line errors (:class:`.cluster.ClusterError`).
     """
@@ -44,7 +44,7 @@ def parallel_map(
 
             if on_error is None:
                 raise ValueError("parallel_map on a Dask cluster needs on_error: a lost item must give a result")
-            results: Iterable[R] = dask_map(fn, items, dask_address, on_error, setting, shared)
+            results: Iterable[R] = dask_map(fn, items, dask_address, on_error, setting, outputs)
         elif n_jobs == 1 or len(items) <= 1:
             results = (fn(item) for item in items)
         else:

@@ -47,8 +47,8 @@ from tqdm.auto import tqdm
 from audio_superres.settings import DataSettings
 
 from .audio import AUDIO_EXTENSIONS, AudioError, audio_files_in, atomic_write_text, read_audio, remove_stale_temporaries, to_pcm16, write_audio
-from .cluster import ClusterError
 from .bandwidth import measure_bandwidth
+from .cluster import ClusterError
 from .lowres import make_lowres
 from .parallel import parallel_map
 
@@ -288,7 +288,7 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
                 partial(splice_source, settings=settings, output_dir=output_dir.absolute()),
                 [replace(s, path=s.path.absolute()) for s in sources],
                 desc="splice", unit=unit[:-1], quiet=quiet, dask_address=settings.dask_address or "",
-                on_error=lambda s, why: SourceResult(s, "failed", why), setting="data", shared=[Path(settings.input_dir), output_dir],
+                on_error=lambda s, why: SourceResult(s, "failed", why), setting="data", outputs=[output_dir],
             )
         else:
             work = parallel_map(lambda s: splice_source(s, settings, output_dir), sources, settings.n_jobs, desc="splice", unit=unit[:-1], quiet=quiet)

@@ -238,6 +238,11 @@ class TrainingSettings(_Strict):
     max_minutes: float | None = Field(
         None, gt=0, description="stop after the first validation past this many minutes of this command (a time-boxed job; --resume goes on)"
     )
+    checkpoint_every: int | None = Field(
+        500, ge=1,
+        description="also write last.pt every this many steps between validations, so that a run killed mid-epoch loses at most "
+        "that many steps (--resume continues exactly, mid-epoch); null = only at validations",
+    )
 
     @model_validator(mode="after")
     def _sane_training(self) -> "TrainingSettings":
@@ -268,6 +273,9 @@ class UpsamplingSettings(_Strict):
     )
     workers: int | None = Field(None, ge=1, description="files upsampled at once; null: 1 on a CPU (torch uses every core), 4 on a GPU")
     output_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = "PCM_16"
+    band_gain: float = Field(
+        1.0, ge=0, le=2, description="bwe models: scale what the model adds to the band-limited input (1: as trained; 0.25 beat sinc on SNR, LSD, ViSQOL and PESQ-WB, see README)"
+    )
     backend: Literal["local", "dask"] = Field(
         "local", description="where upsample runs: local = this machine (workers); dask = the workers of the Dask scheduler at dask_address, each loading a model once"
     )

@@ -11,8 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 import soxr

@@ -75,3 +75,16 @@ def test_an_output_that_would_replace_an_input_is_refused(tmp_path, capsys):
     code = main(["upsample", str(tmp_path / "a.flac"), str(a_wav), "-o", str(tmp_path), *_args(tmp_path)])
     assert code == 2 and a_wav.read_bytes() == before
     assert "would overwrite the input" in capsys.readouterr().err
+
+
+def test_band_gain_scales_what_the_model_adds(tmp_path):
+    low = soxr.resample(synth_speech(2.0, 16000, seed=6), 16000, 4000)
+    sf.write(str(tmp_path / "a.wav"), low, 4000)
+    high = butter(10, 2500, btype="high", fs=16000, output="sos")
+    energy = {}
+    for gain in ("0", "0.5", "1"):
+        out = tmp_path / f"g{gain}.wav"
+        assert main(["upsample", str(tmp_path / "a.wav"), "-o", str(out), "-q", "--set", f"upsampling.band_gain={gain}", *_args(tmp_path)]) == 0
+        energy[gain] = float(np.sum(sosfiltfilt(high, sf.read(str(out))[0]) ** 2))
+    assert energy["0"] < 1e-4 * energy["1"]  # nothing added: the band-limited input alone
+    assert 0.2 < energy["0.5"] / energy["1"] < 0.3  # a quarter of the power at half the gain

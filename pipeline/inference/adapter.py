@@ -86,6 +86,8 @@ def load_upsampler(checkpoint: str | Path, settings: UpsamplingSettings, device:
         model, info = load_model(checkpoint, device=str(dev))
     except (CheckpointError, DeviceError) as e:
         raise UpsampleError(str(e)) from None
+    if hasattr(model, "band_gain"):
+        model.band_gain = settings.band_gain
     data = info["data"]
     up = Upsampler(model, int(data["factor"]), int(data["low_rate"]), dev, settings.batch_size, settings.bf16)
     return up, info

@@ -94,14 +94,12 @@ def upsample_on_cluster(
         return
     sent = [replace(j, source=j.source.absolute(), output=j.output.absolute()) for j in jobs]
     outputs = sorted({j.output.parent for j in sent})
-    inputs = sorted({j.source.parent for j in sent})
-    shared = [_nearest_folder(Path(os.path.commonpath(outputs))), Path(os.path.commonpath(inputs))]
 
     def lost(job: Job, why: str) -> FileResult:
         return FileResult(job.source, None, error=f"{job.source}: {why}")
 
     try:
-        with dask_client(settings.dask_address, "upsampling", shared) as client:
+        with dask_client(settings.dask_address, "upsampling", [_nearest_folder(Path(os.path.commonpath(outputs)))]) as client:
             extra: dict = {"settings": settings, "rate": rate, "device": device}
             if forced is not None:
                 if checkpoint is not None:

@@ -3,12 +3,16 @@
 torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; without them the run is one process.
 On CPU the processes talk through gloo, on CUDA through NCCL. :func:`gather` and :func:`broadcast`
 are the two exchanges besides the gradients' all-reduce: every process must call them.
+:class:`Interrupts` makes Ctrl-C wait for the end of a batch, so that the state it stops at can be saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,3 +69,41 @@ def broadcast(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) during a run. Inside :meth:`held` it waits for the block to end and is raised
+    there as ``KeyboardInterrupt``, so that the run is never stopped half way through updating its
+    weights, optimiser and counters; elsewhere, and a second Ctrl-C, are raised at once. ``with
+    Interrupts() as interrupts:`` installs it for the run, only in the main thread and only where
+    Ctrl-C would raise ``KeyboardInterrupt`` anyway (not where SIGINT is ignored or handled)."""
+
+    def __init__(self):
+        self.holding, self.pending, self.previous = False, False, None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        self.previous, self.holding, self.pending = None, False, False
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.holding and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt

@@ -1,9 +1,12 @@
 """The files of a run folder: ``best.pt`` and ``last.pt`` (:func:`save_checkpoints`), ``history.csv``
-and ``curves.png`` (:class:`Curves`); a write that fails is a one-line :class:`~.errors.TrainingError`."""
+and ``curves.png`` (:class:`Curves`); a write that fails is a one-line :class:`~.errors.TrainingError`.
+One run at a time holds the folder (:func:`hold_run_folder`)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +16,40 @@ from audio_superres.models.checkpoint import TrainingCheckpoint, save_checkpoint
 from audio_superres.preprocessing.audio import atomic_path, atomic_write_text
 
 from .errors import TrainingError
+from .processes import Processes, broadcast
+
+
+def nothing_to_resume(run_dir: Path) -> TrainingError:
+    return TrainingError(f"{run_dir / 'last.pt'}: nothing to resume (no last.pt); run without --resume to start")
+
+
+@contextlib.contextmanager
+def hold_run_folder(run_dir: Path, procs: Processes, resume: bool):
+    """Hold an exclusive lock (``flock`` on the folder itself: nothing is left in it) on ``run_dir``
+    for the whole run, made first unless ``resume``; a second run on it, fresh or ``--resume``, is
+    refused at once. Rank 0 holds it for every process. The lock goes when this block ends, however
+    it ends, and with its process (a ``kill -9`` leaves nothing stale)."""
+    problem, handle = None, None
+    if procs.master:
+        try:
+            if not resume:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            handle = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            problem = f"{run_dir}: another `pipeline train` run holds this run folder; wait for it to end, or set training.run_dir to another folder"
+        except FileNotFoundError:
+            problem = str(nothing_to_resume(run_dir)) if resume else f"{run_dir}: cannot make this run folder"
+        except OSError as e:
+            problem = f"{run_dir}: cannot use this run folder ({e.strerror or e})"
+    problem = broadcast(problem)  # every process stops, or none
+    try:
+        if problem:
+            raise TrainingError(problem)
+        yield
+    finally:
+        if handle is not None:
+            os.close(handle)
 
 
 def save_checkpoints(run_dir: Path, checkpoint: TrainingCheckpoint, best: bool) -> None:

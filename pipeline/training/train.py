@@ -5,7 +5,8 @@
 (:mod:`.optimiser`), resume (:mod:`.progress`), then the loop: :func:`train_one_epoch`, validation
 (:mod:`.validation`) and the files (:mod:`.run_files`). Writes to ``training.run_dir``:
 
-* ``last.pt`` after every validation and ``best.pt`` when the validation loss is the lowest so far
+* ``last.pt`` after every validation, every ``training.checkpoint_every`` steps between them and
+  when the run is interrupted (Ctrl-C), and ``best.pt`` when the validation loss is the lowest so far
   (see :mod:`models.checkpoint`; with ``training.ema_decay`` the weights validated and kept are the
   moving average of the trained ones, a cheap ensemble over the last ~``1 / (1 - decay)`` steps); ``history.csv`` (one row per validation: normally one per epoch,
   plus one where ``max_steps`` stops a run mid-epoch; columns ``train_loss``, ``val_loss``, each
@@ -28,13 +29,20 @@ Several GPUs of one host, with DistributedDataParallel (one process per GPU; eac
 
 Rank 0 alone validates, logs and writes files; the others wait for it. On CPU the processes talk
 through gloo, on CUDA through NCCL.
+
+One run at a time holds ``training.run_dir`` (a lock, :func:`~.run_files.hold_run_folder`): a second
+``pipeline train`` on it is refused at once. Ctrl-C waits for the batch under way, writes ``last.pt``
+of that state (one process; under torchrun the last periodic or validation checkpoint stands) and
+stops; ``--resume`` then goes on exactly as if nothing had happened.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +52,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from audio_superres.models.checkpoint import read_checkpoint, rng_state
+from audio_superres.models.checkpoint import CheckpointError, read_checkpoint, rng_state
 from audio_superres.models.losses import training_loss
 from audio_superres.preprocessing.audio import remove_stale_temporaries
 from audio_superres.settings import Settings, TrainingSettings
@@ -53,15 +61,15 @@ from .errors import TrainingDiverged, TrainingError
 from .loaders import Clips, Loaders, make_loaders, read_clips
 from .model import Networks, build_networks, update_ema
 from .optimiser import make_optimizer, param_groups  # noqa: F401  (param_groups: benchmarks/bench_train.py imports it from here)
-from .processes import Processes, broadcast, gather, setup_processes
-from .progress import Progress, resume_run, training_checkpoint
-from .run_files import Curves, save_checkpoints, write_history
+from .processes import Interrupts, Processes, broadcast, gather, setup_processes
+from .progress import Progress, Tally, resume_run, training_checkpoint
+from .run_files import Curves, hold_run_folder, nothing_to_resume, save_checkpoints, write_history
 from .validation import autocast, validate
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one waits for the GPU)
 PLOT_EVERY_S = 30.0  # curves.png is redrawn at most this often, and when the run ends
 # a batch whose loss or gradient is not finite is skipped (digital silence, an odd augmentation);
-# this many in a row means the run itself has diverged, and it stops
+# this many in a row (across epochs and validations) means the run itself has diverged, and it stops
 MAX_BAD_STEPS_IN_A_ROW = 20
 
 
@@ -90,6 +98,7 @@ class Run:
     settings: Settings
     procs: Processes
     quiet: bool
+    interrupts: Interrupts = field(default_factory=Interrupts)  # Ctrl-C, held during a batch
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -122,12 +131,14 @@ class Run:
 def train(settings: Settings, resume: bool = False, quiet: bool = False) -> TrainSummary:
     """Train ``settings.model`` on ``data.output_dir/splits/{train,val}.csv``; see the module doc.
 
-    Raises :class:`TrainingError` (one line) when the run cannot start, and
-    :class:`TrainingDiverged` when the loss stops being finite (``last.pt`` then holds the last
-    good state)."""
+    Raises :class:`TrainingError` (one line) when the run cannot start (another run holds
+    ``training.run_dir``, among others), and :class:`TrainingDiverged` when the loss stops being
+    finite (``last.pt`` then holds the last good state); ``KeyboardInterrupt`` (Ctrl-C) after writing
+    ``last.pt`` of the state it stopped at (:func:`interrupted_line` says where ``--resume`` goes on)."""
     procs = setup_processes(settings.training.device)
     try:
-        return _train(Run(settings, procs, quiet), resume)
+        with hold_run_folder(Path(settings.training.run_dir), procs, resume), Interrupts() as interrupts:
+            return _train(Run(settings, procs, quiet, interrupts), resume)
     finally:
         if procs.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -155,23 +166,36 @@ def _train(run: Run, resume: bool) -> TrainSummary:
     max_steps = min(t.max_steps or math.inf, t.epochs * loaders.steps_per_epoch)
     optimizer, scheduler = make_optimizer(nets.raw, t, max_steps)
 
-    # resume: weights, optimiser, schedule, RNG states and place in the data order from last.pt
-    progress = Progress()
+    # resume: weights, optimiser, schedule, RNG states, place in the data order and the sums since
+    # the last validation from last.pt
+    progress, tally = Progress(), Tally()
     if resume:
-        progress = resume_run(run.last_path, settings, clips.data, nets, optimizer, scheduler, procs)
+        progress, tally = resume_run(run.last_path, settings, clips.data, nets, optimizer, scheduler, procs)
         run.say(f"train: resuming {run.last_path} at epoch {progress.epochs_done + 1}, step {progress.step}")
-    if progress.step >= max_steps or progress.epochs_done >= t.epochs:
+    unvalidated = tally.batches + tally.skipped > 0  # last.pt was written between validations
+    if (progress.step >= max_steps or progress.epochs_done >= t.epochs) and not unvalidated:
         return finish(run, progress, loaders.steps_per_epoch, "already_done")
     run.say(describe(run, nets, clips, loaders))
 
-    # the loop: an epoch on every process; rank 0 validates and saves while the others wait
-    curves, stopped = Curves(run.run_dir, PLOT_EVERY_S, rows_drawn=len(progress.history)), "done"
+    # the loop: an epoch on every process; rank 0 validates and saves while the others wait;
+    # last.pt also every checkpoint_every steps, and on Ctrl-C (one process) at the batch it stopped after
+    save_last = functools.partial(save_between_validations, run, clips, nets, optimizer, scheduler, progress, tally)
+    curves, stopped, started_at = Curves(run.run_dir, PLOT_EVERY_S, rows_drawn=len(progress.history)), "done", progress.place
     while progress.epochs_done < t.epochs:
-        trained = train_one_epoch(run, nets, optimizer, scheduler, loaders, progress, max_steps)
-        rngs = gather(rng_state())  # every process's, for the checkpoint
+        try:
+            trained = train_one_epoch(run, nets, optimizer, scheduler, loaders, progress, tally, max_steps, save_last)
+        except KeyboardInterrupt:
+            if procs.world == 1 and progress.place != started_at:
+                save_last()  # the state after the last whole batch: what --resume continues from
+            raise
+        # past this point a Ctrl-C leaves last.pt as it was: resuming redoes the epoch's end
+        if progress.epoch_batches >= loaders.steps_per_epoch:
+            progress.epochs_done, progress.epoch_batches = progress.epochs_done + 1, 0
+        tally.next_row()
+        rngs, tallies = gather(rng_state()), gather(tally.state())  # every process's, for the checkpoint
         if procs.master:
             improved = validate_epoch(run, nets.scored, loaders.val, clips, progress, trained)
-            save_checkpoints(run.run_dir, training_checkpoint(settings, clips.data, nets, optimizer, scheduler, progress, rngs), best=improved)
+            save_checkpoints(run.run_dir, training_checkpoint(settings, clips.data, nets, optimizer, scheduler, progress, rngs, tallies), best=improved)
             write_history(run.run_dir, progress.history)
             curves.update(progress.history)
             run.say(epoch_line(progress, improved))
@@ -186,7 +210,7 @@ def _train(run: Run, resume: bool) -> TrainSummary:
 def check_run_dir(run: Run, resume: bool) -> None:
     """``--resume`` needs a run to continue; without it, a run folder is never written over."""
     if resume and not run.last_path.is_file():
-        raise TrainingError(f"{run.last_path}: nothing to resume (no last.pt); run without --resume to start")
+        raise nothing_to_resume(run.run_dir)
     if not resume and run.last_path.is_file():
         raise TrainingError(f"{run.run_dir} already holds a run (last.pt): pass --resume to continue it, or set training.run_dir to a new folder")
     if run.procs.master:
@@ -210,63 +234,105 @@ def finish(run: Run, progress: Progress, steps_per_epoch: int, stopped: str) -> 
     return summary
 
 
+def save_between_validations(run: Run, clips: Clips, nets: Networks, optimizer: torch.optim.Optimizer, scheduler, progress: Progress, tally: Tally) -> None:
+    """``last.pt`` of the run now, between two validations (``history.csv`` is unchanged). Every
+    process calls it (their RNG states and tallies are gathered), or one process alone in a run of one."""
+    rngs, tallies = gather(rng_state()), gather(tally.state())
+    if run.procs.master:
+        save_checkpoints(run.run_dir, training_checkpoint(run.settings, clips.data, nets, optimizer, scheduler, progress, rngs, tallies), best=False)
+
+
+def interrupted_line(run_dir: Path) -> str:
+    """What ``pipeline train`` says when Ctrl-C stops it: where ``--resume`` goes on, as ``last.pt`` tells."""
+    last = Path(run_dir) / "last.pt"
+    if not last.is_file():
+        return f"interrupted before the first checkpoint: {run_dir} holds no last.pt to resume; start the run again without --resume"
+    try:
+        checkpoint = read_checkpoint(last)
+    except CheckpointError as e:
+        return f"interrupted: {e}"
+    where = f"epoch {checkpoint['epoch']}, step {checkpoint['step']}" if "step" in checkpoint else "its state"
+    return f"interrupted: `pipeline train --resume` continues from {last} ({where})"
+
+
 # --- the loop ---------------------------------------------------------------------------------
 
 
 @dataclass
 class EpochTrained:
-    train_terms: dict[str, float]  # mean loss terms over the epoch and the processes: train_loss, train_loss_<term>
+    train_terms: dict[str, float]  # mean loss terms since the last validation, over the processes: train_loss, train_loss_<term>
     skipped: int  # batches skipped for a loss or gradient that was not finite
     lr: float  # the learning rate at the end
-    started: float  # time.perf_counter() at the start
+    started: float  # time.perf_counter() at the start (earlier for a run resumed between validations)
 
 
-def train_one_epoch(run: Run, nets: Networks, optimizer: torch.optim.Optimizer, scheduler, loaders: Loaders, progress: Progress, max_steps: float) -> EpochTrained:
+def train_one_epoch(
+    run: Run, nets: Networks, optimizer: torch.optim.Optimizer, scheduler, loaders: Loaders, progress: Progress, tally: Tally, max_steps: float, save_last: Callable[[], None]
+) -> EpochTrained:
     """One epoch on every process (the rest of one when resuming mid-epoch), or less where
-    ``max_steps`` or ``training.max_minutes`` stops it; ``progress`` counts the batches and steps."""
-    t, device, started = run.t, run.procs.device, time.perf_counter()
+    ``max_steps`` or ``training.max_minutes`` stops it; ``progress`` counts the batches and steps
+    (the caller moves it to the next epoch), ``tally`` the losses; ``save_last()`` every
+    ``training.checkpoint_every`` steps. A Ctrl-C waits for the batch under way (see
+    :class:`~.processes.Interrupts`), so that ``progress`` is always at a whole batch."""
+    t, device = run.t, run.procs.device
+    tally.started = time.perf_counter()
     loaders.batches.set_epoch(progress.epochs_done, skip=progress.epoch_batches)
     nets.model.train()
-    sums: dict[str, torch.Tensor] = {}
-    n_batches, running, skipped, bad_in_a_row = 0, None, 0, 0
+    n_batches, running = 0, None  # this call's batches trained, for the log and the clock
     bar = tqdm(loaders.train, desc=f"epoch {progress.epochs_done + 1}/{t.epochs}", unit="step", disable=run.quiet or not run.procs.master, dynamic_ncols=True, leave=False)
-    for lr, hr in bar:
-        lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
-        loss, terms, grad_norm = forward_backward(nets.model, nets.raw, optimizer, lr, hr, run.loss_weights, t.grad_clip)
-        # the gradients are averaged over processes, so a non-finite loss on any one of them
-        # makes the norm non-finite on all: every process skips (or stops at) the same batch
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
-            if bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
-                kept = f"{run.last_path} (step {read_checkpoint(run.last_path)['step']}) is kept" if run.last_path.is_file() else "no checkpoint was written yet"
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach()):g} (gradient norm {float(grad_norm):g}) for {bad_in_a_row} batches in a row, up to step {progress.step + 1}, "
-                    f"epoch {progress.epochs_done + 1}; stopped before applying any; {kept}; try a lower training.learning_rate or grad_clip"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            progress.epoch_batches += 1  # the batch was drawn: resuming must not draw it again
-            continue
-        bad_in_a_row = 0
-        optimizer.step()
-        scheduler.step()
-        if nets.ema is not None:
-            update_ema(nets.ema, nets.raw, t.ema_decay, progress.step)
-        progress.step += 1
-        progress.epoch_batches += 1
-        n_batches += 1
-        for name, value in {"loss": loss.detach(), **terms}.items():
-            sums[name] = sums.get(name, 0.0) + value
-        if run.procs.master and not run.quiet and (n_batches % LOG_EVERY == 0 or n_batches == 1):
-            running = float(loss.detach()) if running is None else 0.8 * running + 0.2 * float(loss.detach())
-            bar.set_postfix(loss=f"{running:.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if progress.step >= max_steps:
-            break
-        if t.max_minutes is not None and n_batches % LOG_EVERY == 0 and broadcast(run.out_of_time()):
-            break  # out of time mid-epoch: validate and save here, as max_steps does
-    bar.close()
-    if progress.epoch_batches >= loaders.steps_per_epoch:
-        progress.epochs_done, progress.epoch_batches = progress.epochs_done + 1, 0
-    return EpochTrained(mean_over_processes(sums, n_batches, device), skipped, scheduler.get_last_lr()[0], started)
+    try:
+        for lr, hr in bar:
+            if progress.step >= max_steps:
+                break  # resumed from the run's last step, saved before its validation: only that is left
+            with run.interrupts.held():
+                loss = train_batch(run, nets, optimizer, scheduler, lr.to(device, non_blocking=True), hr.to(device, non_blocking=True), progress, tally)
+            if loss is None:
+                continue
+            n_batches += 1
+            if run.procs.master and not run.quiet and (n_batches % LOG_EVERY == 0 or n_batches == 1):
+                running = float(loss) if running is None else 0.8 * running + 0.2 * float(loss)
+                bar.set_postfix(loss=f"{running:.4g}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if progress.step >= max_steps:
+                break
+            if t.max_minutes is not None and n_batches % LOG_EVERY == 0 and broadcast(run.out_of_time()):
+                break  # out of time mid-epoch: validate and save here, as max_steps does
+            if t.checkpoint_every is not None and progress.step % t.checkpoint_every == 0 and progress.epoch_batches < loaders.steps_per_epoch:
+                save_last()  # (at the end of an epoch, the validation saves)
+    finally:
+        bar.close()
+    return EpochTrained(mean_over_processes(tally.sums, tally.batches, device), tally.skipped, scheduler.get_last_lr()[0], tally.started - tally.seconds_before)
+
+
+def train_batch(
+    run: Run, nets: Networks, optimizer: torch.optim.Optimizer, scheduler, lr: torch.Tensor, hr: torch.Tensor, progress: Progress, tally: Tally
+) -> torch.Tensor | None:
+    """One optimiser step on a batch, counted in ``progress`` and ``tally``: its loss, or None when the
+    loss or gradient is not finite and the batch was skipped (:class:`TrainingDiverged` after
+    ``MAX_BAD_STEPS_IN_A_ROW`` of those)."""
+    loss, terms, grad_norm = forward_backward(nets.model, nets.raw, optimizer, lr, hr, run.loss_weights, run.t.grad_clip)
+    # the gradients are averaged over processes, so a non-finite loss on any one of them
+    # makes the norm non-finite on all: every process skips (or stops at) the same batch
+    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        tally.bad_in_a_row += 1
+        if tally.bad_in_a_row >= MAX_BAD_STEPS_IN_A_ROW:
+            kept = f"{run.last_path} (step {read_checkpoint(run.last_path)['step']}) is kept" if run.last_path.is_file() else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"loss became {float(loss.detach()):g} (gradient norm {float(grad_norm):g}) for {tally.bad_in_a_row} batches in a row, up to step {progress.step + 1}, "
+                f"epoch {progress.epochs_done + 1}; stopped before applying any; {kept}; try a lower training.learning_rate or grad_clip"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        tally.skipped += 1
+        progress.epoch_batches += 1  # the batch was drawn: resuming must not draw it again
+        return None
+    tally.bad_in_a_row = 0
+    optimizer.step()
+    scheduler.step()
+    if nets.ema is not None:
+        update_ema(nets.ema, nets.raw, run.t.ema_decay, progress.step)
+    progress.step += 1
+    progress.epoch_batches += 1
+    tally.add(loss, terms)
+    return loss.detach()
 
 
 def forward_backward(
@@ -287,8 +353,11 @@ def forward_backward(
 
 
 def mean_over_processes(sums: dict[str, torch.Tensor], n_batches: int, device: torch.device) -> dict[str, float]:
-    """The epoch's mean loss terms, averaged over the processes, as ``train_loss`` / ``train_loss_<term>``."""
+    """The epoch's mean loss terms, averaged over the processes, as ``train_loss`` / ``train_loss_<term>``;
+    ``train_loss`` NaN when every batch was skipped (then on every process: they skip together)."""
     names = sorted(sums)
+    if not names:
+        return {"train_loss": math.nan}
     means = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=device) for k in names]) / max(n_batches, 1)
     if dist.is_initialized():
         dist.all_reduce(means)

@@ -1,0 +1,56 @@
+"""The band-gain trade-off: the model's invented band scaled by a gain g (0 = sinc, 1 = the model),
+scored with SNR, LSD, ViSQOL and PESQ-WB on the same files, to choose the point a listener would prefer.
+
+    python benchmarks/bench_tradeoff.py --test-dir .gpu/eval/test --model models/pretrained/bwe_speech_4k_16k.pt
+
+y_g = sinc + g * (model - sinc): below the input's band the two agree (the model keeps the input's
+band), so g scales what the model adds. Each output is rounded to 16 bits, as a file would hold it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from audio_superres.pipeline.evaluation.evaluate import load_highres, reconstruct
+from audio_superres.pipeline.evaluation.metrics import score
+from audio_superres.pipeline.evaluation.perceptual import perceptual_scores, visqol_mapping
+from audio_superres.pipeline.inference import ChunkPlan, load_upsampler
+from audio_superres.preprocessing.audio import to_pcm16
+from audio_superres.settings import UpsamplingSettings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--test-dir", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--gains", default="0,0.25,0.5,0.75,1")
+    ap.add_argument("--perceptual-seconds", type=float, default=30.0, help="ViSQOL and PESQ on the middle of each file")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    settings = UpsamplingSettings(device=args.device)
+    up, _ = load_upsampler(args.model, settings, args.device)
+    plan = ChunkPlan.from_settings(settings, up.low_rate)
+    gains = [float(g) for g in args.gains.split(",")]
+    rows = []
+    files = sorted(p for p in args.test_dir.rglob("*") if p.suffix in (".flac", ".wav"))
+    for path in files:
+        hr = load_highres(path, up.high_rate, up.factor)
+        signals = reconstruct(hr, up, plan, "soxr")
+        for g in gains:
+            y = to_pcm16(signals["sinc"] + g * (signals["model"] - signals["sinc"]))
+            s = score(hr, y, up.high_rate, up.low_rate)
+            rows.append({"file": path.name, "corpus": path.relative_to(args.test_dir).parts[0], "gain": g, **s, **perceptual_scores(hr, y, up.high_rate, args.perceptual_seconds)})
+        print(f"scored {path.name}", file=sys.stderr)
+    table = pd.DataFrame(rows).groupby("gain")[["snr", "lsd", "lsd_hf", "visqol", "pesq_wb"]].mean()
+    print(f"{len(files)} files, soxr input at {up.low_rate} Hz, 16-bit outputs; ViSQOL mapping: {visqol_mapping()}")
+    print("| band gain | SNR (dB) | LSD | LSD-HF | ViSQOL | PESQ-WB |\n|---:|---:|---:|---:|---:|---:|")
+    for g, r in table.iterrows():
+        print(f"| {g:g} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.visqol:.2f} | {r.pesq_wb:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
