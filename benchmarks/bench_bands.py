@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from bench_quality import test_files  # this folder: the same files as the quality benchmark
 
 from audio_superres.pipeline.evaluation.evaluate import evaluate_files
-from audio_superres.pipeline.inference import load_upsampler
 from audio_superres.pipeline.evaluation.metrics import band_energy
+from audio_superres.pipeline.inference import load_upsampler
 from audio_superres.settings import UpsamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]

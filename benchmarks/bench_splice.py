@@ -20,8 +20,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from audio_superres.settings import DataSettings
 from audio_superres.preprocessing.splice import find_sources, splice
+from audio_superres.settings import DataSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

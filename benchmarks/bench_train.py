@@ -27,8 +27,8 @@ import time
 import torch
 from torch.utils.data import DistributedSampler
 
-from audio_superres.pipeline.training.data import ClipDataset, EpochBatches, cache_fits, load_split, make_loader, split_info
 from audio_superres.models.registry import build_model
+from audio_superres.pipeline.training.data import ClipDataset, EpochBatches, cache_fits, load_split, make_loader, split_info
 from audio_superres.pipeline.training.train import forward_backward, param_groups
 from audio_superres.settings import load_settings
 

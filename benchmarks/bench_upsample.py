@@ -38,12 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from audio_superres.models.device import resolve_device  # noqa: E402
-from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file  # noqa: E402
 from audio_superres.models.interpolation import Interpolator  # noqa: E402
 from audio_superres.models.registry import MODEL_FAMILIES, build_model  # noqa: E402
-from audio_superres.settings import ModelSettings, UpsamplingSettings  # noqa: E402
+from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file  # noqa: E402
 from audio_superres.preprocessing.lowres import make_lowres  # noqa: E402
 from audio_superres.preprocessing.synth import synth_speech  # noqa: E402
+from audio_superres.settings import ModelSettings, UpsamplingSettings  # noqa: E402
 
 FACTOR, HIGH = 4, 16000
 LOW = HIGH // FACTOR
@@ -87,7 +87,7 @@ def bench_speed(args: argparse.Namespace) -> None:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         print(f"upsample {args.seconds:g} s of audio {LOW} Hz -> {HIGH} Hz on {device} ({name}); batch {settings.batch_size} x "
               f"{settings.chunk_seconds:g} s chunks, bf16 {settings.bf16}; best of {args.repeats}")
-        print(f"| family | parameters | model: x real time | interpolation only: x real time | overhead ratio | peak GPU memory |")
+        print("| family | parameters | model: x real time | interpolation only: x real time | overhead ratio | peak GPU memory |")
         print("|---|---:|---:|---:|---:|---:|")
         for family in families:
             model_settings = ModelSettings(name=family)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from audio_superres.settings import DataSettings
 from audio_superres.preprocessing.splice import splice
 from audio_superres.preprocessing.split import SPLIT_NAMES, split, split_table
+from audio_superres.settings import DataSettings
 
 REPO = Path(__file__).resolve().parents[1]
 # name in OUT -> (folder under the data folder, splice settings)

@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
 from .interpolation import Interpolator
 from .subpixel import subpixel_shuffle_1d
 

@@ -62,8 +62,6 @@ from torch import nn
 
 from .bwe_losses import METRIC_HOP, METRIC_N_FFT, lsd_loss, phase_loss, snr_hinge
 
-
-
 # 16-bit PCM quantisation noise (step 2**-15, variance step**2 / 12) is the floor of every scored
 # spectrum, since outputs are written and scored as 16-bit; the log losses add its expected power so
 # that training does not chase detail below what the file can hold

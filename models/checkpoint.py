@@ -36,8 +36,8 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from audio_superres.settings import BweSettings, ModelSettings
 from audio_superres.preprocessing.audio import atomic_path, remove_stale_temporaries
+from audio_superres.settings import BweSettings, ModelSettings
 
 FORMAT = "audio-superres-checkpoint"
 VERSION = 1

@@ -40,7 +40,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-
 from .audiounet import UNet1d
 from .interpolation import Interpolator
 

@@ -70,11 +70,12 @@ def cmd_splice(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> int:
     from audio_superres.preprocessing.split import split
+    from audio_superres.preprocessing.tables import TableError
 
     d = settings.data
     try:
         split(d.output_dir, d.splits, d.split_by, d.seed, quiet=args.quiet)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, TableError) as e:
         raise StageError(str(e)) from None
     return 0
 

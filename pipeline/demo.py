@@ -30,7 +30,6 @@ from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.splice import splice
 from audio_superres.preprocessing.split import split
 from audio_superres.preprocessing.synth import generate_talks
-
 from audio_superres.settings import Settings
 
 if TYPE_CHECKING:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -119,7 +120,7 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
         raise AudioError(path, "holds no audio samples")
     if not np.isfinite(data).all():
         raise AudioError(path, "holds NaN or infinite samples")
-    out = data.mean(axis=1) if mono else data
+    out = (data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)) if mono else data  # mono: a view, not a copy
     if sample_rate is not None and rate != sample_rate:
         out = soxr.resample(out, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
         rate = sample_rate
@@ -154,6 +155,14 @@ def audio_files_in(folder: str | Path, exclude: Iterable[Path] = (), problems: l
         if problems is not None:
             problems.append(f"{e.filename}: cannot read this folder ({e.strerror})")
 
+    def real(path: Path) -> Path | None:
+        try:
+            return path.resolve(strict=True)
+        except (RuntimeError, OSError):  # a link to itself, or to nothing
+            if problems is not None:
+                problems.append(f"{path}: a symbolic link that loops or leads nowhere; skipped")
+            return None
+
     for root, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
         real_root = Path(root).resolve()
         if real_root in seen_dirs or real_root in skip:
@@ -165,17 +174,34 @@ def audio_files_in(folder: str | Path, exclude: Iterable[Path] = (), problems: l
             path = Path(root) / name
             if path.suffix.lower() not in AUDIO_EXTENSIONS or name.startswith("."):
                 continue
-            real = path.resolve()
-            if real not in seen_files:
-                seen_files.add(real)
+            real_path = real(path)
+            if real_path is not None and real_path not in seen_files:
+                seen_files.add(real_path)
                 found.append(path)
     return sorted(found)
 
 
-def temporary_name(path: Path) -> Path:
-    """A sibling name for writing ``path``: hidden, unique per process, same extension (soundfile
-    picks the format from the extension)."""
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+NAME_MAX = 255  # bytes in one file name on Linux file systems
+
+
+def fit_name(stem: str, suffix: str, room: int = 0) -> str:
+    """``stem + suffix``, its stem cut (and marked with a hash of the whole, so names stay unique)
+    where the name would pass :data:`NAME_MAX` bytes less ``room``: a valid long input name must
+    not make a derived name (an output, a clip, a temporary) that the file system refuses."""
+    name = stem + suffix
+    if len(os.fsencode(name)) <= NAME_MAX - room:
+        return name
+    mark = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:10]
+    keep = NAME_MAX - room - len(os.fsencode(suffix + mark))
+    cut = os.fsencode(stem)[:keep].decode("utf-8", errors="ignore") if stem.isprintable() else os.fsdecode(os.fsencode(stem)[:keep])
+    return cut + mark + suffix
+
+
+def temporary_name(path: Path, pid: int | None = None) -> Path:
+    """A sibling name for writing ``path``: hidden, unique per process (``pid``, default this one),
+    same extension (soundfile picks the format from the extension), never too long for the file system."""
+    tag = f".tmp{os.getpid() if pid is None else pid}"
+    return path.with_name("." + fit_name(path.stem, tag + path.suffix, room=1))
 
 
 _TEMPORARY = re.compile(r"^\.(?P<stem>.*)\.tmp(?P<pid>\d+)(?P<suffix>\.[^.]*)?$")
@@ -199,7 +225,9 @@ def remove_stale_temporaries(folder: str | Path, names: set[str] | None = None) 
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             m = _TEMPORARY.match(entry.name)
-            if m is None or (names is not None and f"{m['stem']}{m['suffix'] or ''}" not in names) or _alive(int(m["pid"])):
+            if m is None or _alive(int(m["pid"])):
+                continue
+            if names is not None and not any(temporary_name(Path(folder) / n, int(m["pid"])).name == entry.name for n in names):
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -224,8 +252,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         full = isinstance(e, (RuntimeError, AssertionError)) and _disk_full(path.parent)
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if full:
+        if full or (isinstance(e, OSError) and e.errno == errno.ENOSPC):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        if isinstance(e, OSError) and e.filename is None:  # name the file the error is about
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
 
@@ -239,7 +269,7 @@ def _disk_full(folder: Path) -> bool:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")  # a non-UTF-8 file name keeps its bytes
 
 
 def write_audio(path: str | Path, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

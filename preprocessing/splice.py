@@ -46,8 +46,8 @@ from tqdm.auto import tqdm
 
 from audio_superres.settings import DataSettings
 
-from .audio import AUDIO_EXTENSIONS, AudioError, audio_files_in, atomic_write_text, read_audio, remove_stale_temporaries, to_pcm16, write_audio
-from .bandwidth import measure_bandwidth
+from .audio import AUDIO_EXTENSIONS, AudioError, atomic_write_text, audio_files_in, fit_name, read_audio, remove_stale_temporaries, to_pcm16, write_audio
+from .bandwidth import measure_file_bandwidth
 from .cluster import ClusterError
 from .lowres import make_lowres
 from .parallel import parallel_map
@@ -179,10 +179,11 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
         audio, _ = read_audio(source.path, settings.sample_rate)
     except AudioError as e:
         return SourceResult(source, "failed", e.problem)
-    audio = to_pcm16(audio)
+    for i in range(0, len(audio), 1 << 20):  # in place, a block at a time: a 2-hour talk stays one array
+        audio[i : i + (1 << 20)] = to_pcm16(audio[i : i + (1 << 20)])
     seconds_in = len(audio) / settings.sample_rate
     # a recording narrower than the clips' band would teach the model an empty high band
-    band = measure_bandwidth(audio, settings.sample_rate)
+    band = measure_file_bandwidth(source.path)
     if not band.silent and band.cutoff_hz < settings.min_band_hz:
         return SourceResult(source, "failed", f"its content ends at {band.cutoff_hz / 1000:.2f} kHz, below data.min_bandwidth_hz ({settings.min_band_hz:g} Hz): it would teach an empty high band", seconds_in)
     ext = settings.audio_format
@@ -190,7 +191,7 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
     starts = clip_starts(len(audio), settings)
     # what a killed run left half-written for this source's clips, and only those: with
     # talk_from=parent other sources of the same talk write into the same folders meanwhile
-    own_names = {f"{source.key}_{index:05d}.{ext}" for index in range(len(starts))}
+    own_names = {fit_name(f"{source.key}_{index:05d}", f".{ext}") for index in range(len(starts))}
     remove_stale_temporaries(hr_dir, own_names)
     remove_stale_temporaries(lr_dir, own_names)
 
@@ -202,8 +203,9 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
         if level < settings.min_rms_db:
             continue
         clip_id = f"{source.key}_{index:05d}"
-        hr_rel = f"hr/{_safe(source.talk)}/{clip_id}.{ext}"
-        lr_rel = f"lr/{_safe(source.talk)}/{clip_id}.{ext}"
+        clip_name = fit_name(clip_id, f".{ext}")  # a 250-byte source name still gives clip files
+        hr_rel = f"hr/{_safe(source.talk)}/{clip_name}"
+        lr_rel = f"lr/{_safe(source.talk)}/{clip_name}"
         try:
             write_audio(output_dir / hr_rel, clip, settings.sample_rate)
             write_audio(output_dir / lr_rel, make_lowres(clip, settings.factor, settings.lowres, settings.sample_rate), settings.low_rate)

@@ -20,6 +20,7 @@ import pandas as pd
 from audio_superres.settings import Splits
 
 from .audio import atomic_write_text
+from .tables import read_table
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -114,7 +115,7 @@ def split(output_dir: str | Path, splits: Splits, split_by: str = "talk", seed: 
     manifest_path = output_dir / "manifest.csv"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path}: no manifest; run `pipeline splice` first")
-    manifest = pd.read_csv(manifest_path, dtype={"talk": str, "clip_id": str, "source": str})
+    manifest = read_table(manifest_path, text=("talk", "clip_id", "source"), numbers=("seconds",), remake="re-run `pipeline splice` into an empty folder")
     parts = split_manifest(manifest, splits, split_by, seed)
     paths = {}
     for name, df in parts.items():

@@ -87,7 +87,8 @@ def _format_errors(origin: str, name: str, model: type[BaseModel], error: Valida
         field = ".".join(str(p) for p in item["loc"])
         from_set = sorted(k for k in overridden if not field or k == field or k.startswith(field + ".") or field.startswith(k + "."))
         if field and from_set:
-            where = f"--set {name}.{from_set[0]}"
+            # a check across several keys (hop against n_fft) names every --set that fed it
+            where = "--set " + ", ".join(f"{name}.{k}" for k in (from_set if field not in from_set else [field]))
         elif field:
             where = f"{origin}: {name}.{field}"
         else:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # How a low-res input is made from a high-res clip (preprocessing/lowres.py implements each): the
 # one list that the settings, the library and the CLI's choices all read

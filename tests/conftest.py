@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_superres.settings import DataSettings
 from audio_superres.preprocessing.synth import synth_speech
+from audio_superres.settings import DataSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PIPELINE_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -10,10 +10,10 @@ from audio_superres.models.bwe import BandwidthExtender, sinc_kernel, sinc_upsam
 from audio_superres.models.bwe_losses import snr_hinge
 from audio_superres.models.losses import training_loss
 from audio_superres.models.registry import build_model
-from audio_superres.settings import ModelSettings
 from audio_superres.pipeline.evaluation.baselines import upsample_sinc
 from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.synth import synth_speech
+from audio_superres.settings import ModelSettings
 
 FACTOR = 4
 TINY = {"hidden": 32, "blocks": 2}
@@ -137,8 +137,8 @@ def test_snr_hinge_charges_a_prediction_worse_than_sinc_and_not_one_much_better(
 
 
 def test_lsd_loss_matches_the_metric():
-    from audio_superres.pipeline.evaluation import metrics
     from audio_superres.models.bwe_losses import lsd_loss
+    from audio_superres.pipeline.evaluation import metrics
 
     y, lr = speech_pair(1.0, seed=8)
     sinc = upsample_sinc(lr, FACTOR, 4000)
@@ -224,8 +224,8 @@ def test_its_stft_shortcuts_give_torch_stft_bins(changes):
 
 
 def test_upsampler_turns_bf16_on_for_it_alone_when_auto():
-    from audio_superres.pipeline.inference import Upsampler
     from audio_superres.models.interpolation import Interpolator
+    from audio_superres.pipeline.inference import Upsampler
 
     assert Upsampler(tiny(), FACTOR, 4000, bf16="auto").bf16 is True
     assert Upsampler(Interpolator(FACTOR, "cubic"), FACTOR, 4000, bf16="auto").bf16 is False

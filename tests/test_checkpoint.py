@@ -1,8 +1,9 @@
 """Checkpoints: a model rebuilt from its file alone, plain weights_only contents, RNG round trip,
-and one-line errors for files that are not checkpoints."""
+and one-line errors for files that are not checkpoints, damaged fields and weights that are not finite."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from audio_superres.models.checkpoint import CheckpointError, load_model, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from audio_superres.models.checkpoint import CheckpointError, load_model, rng_state, save_checkpoint, set_rng_state
 from audio_superres.models.registry import build_model
+from audio_superres.pipeline.cli import main
 from audio_superres.settings import ModelSettings
+
+from .conftest import empty_settings, write_talk
 
 DATA = {"sample_rate": 16000, "factor": 4, "low_rate": 4000, "lowres": ["soxr"]}
 
@@ -93,10 +97,13 @@ class Payload:
     "content, problem",
     [
         (None, "no such checkpoint file"),
-        (b"", "not a valid checkpoint"),
-        (b"this is a text file\n", "not a valid checkpoint"),
-        ("raw pickle", "not a PyTorch file of tensors and plain values"),
-        ("pickle", "refused for safety (weights_only)"),
+        (b"", "not a checkpoint file (empty)"),
+        (b"this is a text file\n", "not a checkpoint file (unrecognised format)"),
+        pytest.param(np.random.default_rng(5).bytes(5000), "not a checkpoint file (unrecognised format)", id="random bytes"),
+        ("raw pickle", "not a checkpoint file: a plain Python pickle, not PyTorch's format"),
+        ("pickled code", "not a checkpoint file: a Python pickle that would import and call code when loaded (arbitrary code), refused for safety"),
+        ("pickled code, protocol 0", "not a checkpoint file: a Python pickle that would import and call code when loaded (arbitrary code), refused for safety"),
+        ("pickle", "not a valid checkpoint: it holds Python objects other than tensors and plain values, refused for safety (weights_only)"),
         ({"weights": torch.zeros(2)}, "not a checkpoint written by `pipeline train`"),
         ({"format": "audio-superres-checkpoint", "version": 99}, "version 99 is not supported"),
         ({"format": "audio-superres-checkpoint", "version": 1, "family": "audiounet"}, "checkpoint lacks model, data, model_state"),
@@ -108,6 +115,9 @@ def test_bad_files_give_one_line_naming_the_file(tmp_path, capsys, content, prob
         path.write_bytes(content)
     elif content == "raw pickle":
         path.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    elif isinstance(content, str) and content.startswith("pickled code"):  # plain pickle.dump, not torch.save: no zip around it
+        with open(path, "wb") as f:
+            pickle.dump({"format": "audio-superres-checkpoint", "x": Payload()}, f, protocol=0 if content.endswith("0") else pickle.HIGHEST_PROTOCOL)
     elif content == "pickle":
         torch.save({"format": "audio-superres-checkpoint", "version": 1, "x": Payload()}, path)
     elif content is not None:
@@ -130,3 +140,36 @@ def test_weights_that_do_not_fit_the_settings(tmp_path):
     save_checkpoint(tmp_path / "d.pt", checkpoint)
     with pytest.raises(CheckpointError, match=r"d\.pt: model settings in the checkpoint are not valid here: model\.name: Input should be 'bwe', 'audiounet' or 'tfnet'"):
         load_model(tmp_path / "d.pt")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("family", 5), ("model", "audiounet"), ("data", [16000, 4]), ("model_state", []), ("model_state", {"w": [1.0]})],
+)
+def test_damaged_fields_are_one_line_naming_the_field(tmp_path, field, value):
+    checkpoint = training_checkpoint(tiny())
+    torch.save({"format": "audio-superres-checkpoint", "version": 1, **checkpoint, field: value}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_model(tmp_path / "c.pt")
+    assert str(e.value).startswith(f"{tmp_path / 'c.pt'}: checkpoint field {field} is damaged (") and "\n" not in str(e.value)
+    torch.save({"format": "audio-superres-checkpoint", "version": 1, **checkpoint, "data": {**DATA, "factor": "4"}}, tmp_path / "d.pt")
+    with pytest.raises(CheckpointError, match=r"d\.pt: checkpoint field data is damaged \(factor is str '4', not a whole number > 0\)"):
+        load_model(tmp_path / "d.pt")
+
+
+@pytest.mark.parametrize("value, problem", [(math.nan, "NaN or infinite"), (-math.inf, "NaN or infinite"), (3e7, "magnitude 3e+07, beyond 1e+06")])
+def test_weights_not_finite_or_absurd_are_refused_and_upsample_writes_nothing(tmp_path, capsys, value, problem):
+    checkpoint = training_checkpoint(tiny())
+    name = next(k for k, v in checkpoint["model_state"].items() if v.is_floating_point())
+    checkpoint["model_state"][name] = checkpoint["model_state"][name].clone()
+    checkpoint["model_state"][name].view(-1)[0] = value
+    save_checkpoint(tmp_path / "bad.pt", checkpoint)
+    with pytest.raises(CheckpointError) as e:
+        load_model(tmp_path / "bad.pt")
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'bad.pt'}: checkpoint field model_state is damaged ({name} holds ") and problem in message and "\n" not in message
+    talk = write_talk(tmp_path / "in" / "talk.wav", 1.0, sample_rate=4000)
+    out = tmp_path / "out"
+    assert main(["upsample", str(talk), "-o", str(out), "--checkpoint", str(tmp_path / "bad.pt"), "-q", "--settings", str(empty_settings(tmp_path / "no_settings"))]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not out.exists() or not any(out.iterdir())

@@ -14,19 +14,19 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from audio_superres.pipeline.cli import main
 from audio_superres.pipeline.evaluation import evaluate as evaluate_module
 from audio_superres.pipeline.evaluation import perceptual
+from audio_superres.pipeline.evaluation.baselines import upsample_sinc
 from audio_superres.pipeline.evaluation.evaluate import SCORE_COLUMNS, EvaluateError, evaluate, evaluate_files
+from audio_superres.pipeline.evaluation.metrics import band_energy, score, snr
 from audio_superres.pipeline.evaluation.plan import choose_lowres, plan_evaluation, split_test_sources
 from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file
-from audio_superres.pipeline.evaluation.metrics import band_energy, score, snr
-from audio_superres.pipeline.cli import main
-from audio_superres.settings import UpsamplingSettings
 from audio_superres.preprocessing.audio import to_pcm16
-from audio_superres.pipeline.evaluation.baselines import upsample_sinc
 from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.splice import splice
 from audio_superres.preprocessing.split import split
+from audio_superres.settings import UpsamplingSettings
 
 from .conftest import data_settings, tone, write_talk
 from .test_inference import FACTOR, HIGH, LOW, cubic_upsampler, save_tiny_checkpoint

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from .conftest import empty_settings
 import soundfile as sf
 import soxr
 import torch
@@ -15,14 +13,16 @@ from torch import nn
 
 from audio_superres.models import packaged
 from audio_superres.models.checkpoint import save_checkpoint
-from audio_superres.pipeline.inference import ChunkPlan, Upsampler, plan_outputs, upsample_array, upsample_file
 from audio_superres.models.interpolation import Interpolator
 from audio_superres.models.registry import build_model
 from audio_superres.pipeline.cli import main
-from audio_superres.settings import ModelSettings, UpsamplingSettings
+from audio_superres.pipeline.inference import ChunkPlan, Upsampler, plan_outputs, upsample_array, upsample_file
 from audio_superres.preprocessing.audio import to_pcm16
 from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.synth import synth_speech
+from audio_superres.settings import ModelSettings, UpsamplingSettings
+
+from .conftest import empty_settings
 
 LOW, FACTOR, HIGH = 4000, 4, 16000
 

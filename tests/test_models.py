@@ -15,10 +15,10 @@ from audio_superres.models.interpolation import Interpolator
 from audio_superres.models.registry import build_model
 from audio_superres.models.subpixel import subpixel_shuffle_1d, subpixel_unshuffle_1d
 from audio_superres.models.tfnet import replicate_low_band
-from audio_superres.settings import ModelSettings
 from audio_superres.pipeline.evaluation.baselines import upsample_cubic, upsample_sinc
 from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.synth import synth_speech
+from audio_superres.settings import ModelSettings
 
 FAMILIES = ("audiounet", "tfnet")
 FACTOR = 4

@@ -30,10 +30,9 @@ import audio_superres.models.checkpoint as checkpoint_module
 from audio_superres.models.checkpoint import read_checkpoint
 from audio_superres.pipeline.cli import main
 from audio_superres.preprocessing.splice import splice
-from audio_superres.preprocessing.split import split
 from audio_superres.preprocessing.synth import synth_speech
 
-from .conftest import data_settings, write_talk, empty_settings
+from .conftest import data_settings, empty_settings, write_talk
 
 REPO = Path(__file__).resolve().parents[1]
 # one thread in the child processes as here: the same arithmetic, so a resumed run can be compared

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audio_superres.pipeline.evaluation import perceptual
-from audio_superres.pipeline.evaluation.evaluate import evaluate
-from audio_superres.pipeline.inference import Upsampler
 from audio_superres.models.interpolation import Interpolator
 from audio_superres.pipeline.cli import main
+from audio_superres.pipeline.evaluation import perceptual
+from audio_superres.pipeline.evaluation.evaluate import evaluate
 from audio_superres.pipeline.evaluation.report import build_report
+from audio_superres.pipeline.inference import Upsampler
 
 from .conftest import write_talk
 from .test_inference import FACTOR, LOW

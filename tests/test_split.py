@@ -1,12 +1,11 @@
 import numpy as np
 import pandas as pd
-import pytest
 
 from audio_superres.pipeline.cli import main
+from audio_superres.preprocessing.split import assign_groups, split_manifest
+from audio_superres.settings import Splits
 
 from .conftest import empty_settings
-from audio_superres.settings import Splits
-from audio_superres.preprocessing.split import assign_groups, split, split_manifest
 
 
 def fake_manifest(clips_per_talk: dict[str, int]) -> pd.DataFrame:

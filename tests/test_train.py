@@ -18,16 +18,15 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 import audio_superres.pipeline.training.train as train_module
-from audio_superres.models.checkpoint import load_model, read_checkpoint
-from audio_superres.pipeline.training.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, change_speed, load_split
-from audio_superres.models.losses import stft_loss_terms, training_loss
 from audio_superres.models import registry
+from audio_superres.models.checkpoint import load_model, read_checkpoint
+from audio_superres.models.losses import stft_loss_terms, training_loss
 from audio_superres.pipeline.cli import main
-from audio_superres.settings import load_settings
+from audio_superres.pipeline.training.data import ClipDataset, DataError, EpochBatches, TalkBalancedSampler, change_speed, load_split
 from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.settings import load_settings
 
 from .conftest import empty_settings, tone
-
 
 TINY = ["model.name=audiounet", "model.width=8", "model.depth=2"]
 

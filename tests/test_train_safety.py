@@ -20,7 +20,7 @@ from audio_superres.pipeline.cli import main
 from .test_train import _poison, cli_args
 
 # on-the-fly low-res methods and a random gain: the data order and every random choice must come back
-EXACT = ["training.epochs=2", "training.warmup_steps=2", "training.lowres_methods=[\"soxr\",\"subsample\",\"decimate\"]", "training.gain_db=[-6,0]"]
+EXACT = ["training.epochs=2", "training.warmup_steps=2", 'training.lowres_methods=["soxr","subsample","decimate"]', "training.gain_db=[-6,0]"]
 
 
 @pytest.fixture(scope="module", autouse=True)

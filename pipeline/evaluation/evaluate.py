@@ -41,12 +41,12 @@ import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
-from audio_superres.settings import UpsamplingSettings
-from audio_superres.preprocessing.audio import AudioError, atomic_write_text, read_audio, to_pcm16
 from audio_superres.pipeline.evaluation.baselines import upsample_cubic, upsample_sinc
-from audio_superres.preprocessing.lowres import make_lowres
-
 from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_array
+from audio_superres.preprocessing.audio import AudioError, atomic_write_text, read_audio, to_pcm16
+from audio_superres.preprocessing.lowres import make_lowres
+from audio_superres.settings import UpsamplingSettings
+
 from . import perceptual as perceptual_metrics
 from .metrics import score
 from .samples import SIGNAL_LABELS, SIGNALS, pick_indices, sample_folder_name, save_sample

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
-
 from audio_superres.preprocessing.audio import audio_files_in
+from audio_superres.preprocessing.tables import TableError, read_table
 from audio_superres.settings import DataSettings
 
 from .evaluate import EvaluateError
@@ -63,7 +62,10 @@ def split_test_sources(data: DataSettings) -> list[Path]:
     csv = Path(data.output_dir) / "splits" / "test.csv"
     if not csv.is_file():
         raise EvaluateError(f"{csv}: no test split; run `pipeline split` first, or pass --input FOLDER")
-    sources = pd.read_csv(csv, dtype={"source": str})["source"].dropna().unique()
+    try:
+        sources = read_table(csv, text=("source",), remake="re-run `pipeline split`")["source"].dropna().unique()
+    except TableError as e:
+        raise EvaluateError(str(e)) from None
     if len(sources) == 0:
         raise EvaluateError(f"{csv}: the test split is empty")
     paths = [Path(data.input_dir) / s for s in sources]

@@ -3,7 +3,7 @@ rates), :mod:`.chunking` (windows, cross-fades, the streaming loop), :mod:`.file
 its upsampled twin out), :mod:`.folders` (inputs to outputs), :mod:`.upsample` (the command: a model
 per file by its measured band) and :mod:`.inspect` (what each file holds)."""
 
-from .adapter import Upsampler, UpsampleError, find_checkpoint, load_upsampler
+from .adapter import UpsampleError, Upsampler, find_checkpoint, load_upsampler
 from .chunking import ALIGN, ChunkPlan, upsample_array, upsample_stream
 from .files import FileResult, copy_file, read_lowrate_blocks, upsample_file
 from .folders import output_suffix, plan_outputs

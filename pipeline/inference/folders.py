@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from audio_superres.preprocessing.audio import AUDIO_EXTENSIONS, audio_files_in, remove_stale_temporaries
+from audio_superres.preprocessing.audio import AUDIO_EXTENSIONS, audio_files_in, fit_name, remove_stale_temporaries
 
 from .adapter import UpsampleError
 
@@ -36,6 +36,13 @@ def output_suffix(rate: int) -> str:
     return f"_{rate / 1000:g}k"
 
 
+def _not_our_outputs(files: list[Path], suffix: str) -> list[Path]:
+    """``files`` less the outputs of an earlier ``pipeline upsample FILE`` beside their inputs
+    (``talk_16k.wav`` next to ``talk.flac``): an output is never taken as an input."""
+    stems = {(f.parent, f.stem) for f in files}
+    return [f for f in files if not (f.suffix == ".wav" and f.stem.endswith(suffix) and (f.parent, f.stem[: -len(suffix)]) in stems)]
+
+
 def plan_outputs(inputs: list[str | Path], output: str | Path | None, rate: int) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(source, destination) pairs for ``pipeline upsample IN [IN ...] [-o OUT]``, and one-line errors
     for inputs that give nothing to do.
@@ -56,7 +63,7 @@ def plan_outputs(inputs: list[str | Path], output: str | Path | None, rate: int)
         src = paths[0]
         if not src.exists():
             return [], [f"{src}: no such file or folder"]
-        dst = out if out is not None else src.with_name(f"{src.stem}{suffix}.wav")
+        dst = out if out is not None else src.with_name(fit_name(f"{src.stem}{suffix}", ".wav"))
         if out is not None and out.is_dir():
             dst = out / f"{src.stem}.wav"
         elif dst.suffix.lower() != ".wav":
@@ -70,13 +77,13 @@ def plan_outputs(inputs: list[str | Path], output: str | Path | None, rate: int)
                     errors.append(f"{src}: the output folder is this input folder itself; choose another -o (outputs would replace or mix with the inputs)")
                     continue
                 problems: list[str] = []
-                files = audio_files_in(src, [root], problems)
+                files = _not_our_outputs(audio_files_in(src, [root], problems), suffix)
                 errors += problems
                 if not files and not problems:
                     errors.append(f"{src}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
                 pairs += [(f, (root / f.relative_to(src)).with_suffix(".wav")) for f in files]
             elif src.exists():
-                pairs.append((src, out / f"{src.stem}.wav" if out is not None else src.with_name(f"{src.stem}{suffix}.wav")))
+                pairs.append((src, out / f"{src.stem}.wav" if out is not None else src.with_name(fit_name(f"{src.stem}{suffix}", ".wav"))))
             else:
                 errors.append(f"{src}: no such file or folder")
     sources = {src.resolve(): src for src, _ in pairs}

@@ -43,6 +43,7 @@ from audio_superres.preprocessing.audio import AudioError, pcm16_ints, read_audi
 from audio_superres.preprocessing.augment import OFF, Augmentation, augment
 from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.parallel import parallel_map
+from audio_superres.preprocessing.tables import TableError, read_table
 
 SPLIT_COLUMNS = ("clip_id", "hr_path", "lr_path", "seconds", "sample_rate", "low_rate", "lowres")
 
@@ -85,12 +86,11 @@ def load_split(output_dir: str | Path, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: no such split file; run `pipeline splice` and `pipeline split` (data.output_dir = {output_dir})")
     try:
-        rows = pd.read_csv(path, dtype={"clip_id": str, "talk": str, "hr_path": str, "lr_path": str, "lowres": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable split table ({str(e).strip().splitlines()[0]})") from None
-    missing = [c for c in SPLIT_COLUMNS if c not in rows.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; re-run `pipeline split`")
+        rows = read_table(path, text=("clip_id", "hr_path", "lr_path", "lowres"), numbers=("seconds", "sample_rate", "low_rate"), remake="re-run `pipeline split`")
+    except TableError as e:
+        raise DataError(str(e)) from None
+    if "talk" in rows.columns:
+        rows["talk"] = rows["talk"].astype(str)
     if rows.empty:
         raise DataError(f"{path}: holds no clips; the {name} split is empty (check data.splits)")
     return rows

@@ -303,9 +303,7 @@ def train_one_epoch(
     return EpochTrained(mean_over_processes(tally.sums, tally.batches, device), tally.skipped, scheduler.get_last_lr()[0], tally.started - tally.seconds_before)
 
 
-def train_batch(
-    run: Run, nets: Networks, optimizer: torch.optim.Optimizer, scheduler, lr: torch.Tensor, hr: torch.Tensor, progress: Progress, tally: Tally
-) -> torch.Tensor | None:
+def train_batch(run: Run, nets: Networks, optimizer: torch.optim.Optimizer, scheduler, lr: torch.Tensor, hr: torch.Tensor, progress: Progress, tally: Tally) -> torch.Tensor | None:
     """One optimiser step on a batch, counted in ``progress`` and ``tally``: its loss, or None when the
     loss or gradient is not finite and the batch was skipped (:class:`TrainingDiverged` after
     ``MAX_BAD_STEPS_IN_A_ROW`` of those)."""
