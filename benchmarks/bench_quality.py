@@ -146,7 +146,6 @@ def main() -> None:
     methods = args.methods.split(",")
     scores = score_all(models, files, args.device, args.bf16, methods, args.perceptual)
     speed: dict[str, float] = {}
-    device_label = args.device
     if not args.no_rtf:
         talk = next(p for corpus, (paths, _) in files.items() if corpus == "talks" for p in paths) if "talks" in files else next(iter(files.values()))[0][0]
         low_rate = load_upsampler(next(iter(models.values())), UpsamplingSettings(device="cpu"), "cpu")[0].low_rate

@@ -88,13 +88,17 @@ def main() -> None:
     def splice_once(address: str | None) -> Path:
         out = work / f"clips_{runs}"
         extra = {"backend": "dask", "dask_address": address} if address else {}
-        splice(DataSettings(input_dir=work / "talks", output_dir=out, trim_seconds=1.0, n_jobs=-1, **extra), quiet=True)
+        summary = splice(DataSettings(input_dir=work / "talks", output_dir=out, trim_seconds=1.0, n_jobs=-1, **extra), quiet=True)
+        if summary.failed:
+            raise SystemExit(f"splice on {address or 'local'}: {summary.failures[0]}")
         return out
 
     def upsample_once(address: str | None) -> Path:
         out = work / f"up_{runs}"
         extra = {"backend": "dask", "dask_address": address} if address else {}
-        upsample_paths([work / "calls"], out, UpsamplingSettings(device="cpu", **extra), quiet=True)
+        summary = upsample_paths([work / "calls"], out, UpsamplingSettings(device="cpu", **extra), quiet=True)
+        if summary.failed:
+            raise SystemExit(f"upsample on {address or 'local'}: {summary.errors[0]}")
         return out
 
     stages = {"splice": splice_once, "upsample": upsample_once}

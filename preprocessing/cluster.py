@@ -125,6 +125,11 @@ def _why(e: BaseException) -> str:
         return "lost: the Dask workers running it died each time it was tried (distributed.scheduler.allowed-failures)"
     if type(e).__name__ == "CancelledError":
         return "lost: the Dask scheduler cancelled it (the connection to the scheduler was lost?)"
+    root = e
+    while (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__
+    if root is not e and "deserializ" in str(e):  # the worker cannot import what the task names
+        return f"failed on a Dask worker: it cannot unpack the task ({_first_line(root)}); every machine needs the same version of this package, and its workers restarted after an upgrade"
     return f"failed on a Dask worker: {_first_line(e)}"
 
 

@@ -86,13 +86,17 @@ def plan_job(source: Path, output: Path, rate: int, forced: Upsampler | None) ->
     measured = _describe(band)
     if forced is not None:
         lost = "" if band.silent or band.cutoff_hz <= forced.low_rate / 2 else f"; note: its input band ends at {forced.low_rate / 2000:g} kHz, the file's real band above that is replaced"
-        return Job(source, output, info.duration, "checkpoint", f"{source}: {measured} -> the given model{lost}")
+        return Job(source, output, info.duration, "checkpoint", f"{source}: {measured} -> the given model{_resampled(info.samplerate, forced.low_rate)}{lost}")
     model: ShippedModel | None = None if band.silent else choose_model(band.cutoff_hz, band.sample_rate, rate)
     if model is None:
         wideband = band.full_band and band.sample_rate >= rate
         why = "silent" if band.silent else "already wideband" if wideband else "no installed model keeps its whole band"
         return Job(source, output, info.duration, COPY, f"{source}: {measured} -> {COPY} at {rate} Hz ({why})")
-    return Job(source, output, info.duration, model.name, f"{source}: {measured} -> {model.name}")
+    return Job(source, output, info.duration, model.name, f"{source}: {measured} -> {model.name}{_resampled(info.samplerate, model.low_rate)}")
+
+
+def _resampled(rate: int, model_rate: int) -> str:
+    return "" if rate == model_rate else f" ({rate} Hz resampled to the model's input rate {model_rate} Hz)"
 
 
 class ModelCache:
