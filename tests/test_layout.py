@@ -10,12 +10,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"settings": "settings", "preprocessing": "preprocessing", "models": "models", "pipeline": "pipeline"}
-STAGES = ("preprocessing.splice", "preprocessing.split", "preprocessing.cluster", "pipeline.training", "pipeline.inference", "pipeline.evaluation")
+STAGES = ("preprocessing.splice", "preprocessing.split", "pipeline.training", "pipeline.inference", "pipeline.evaluation")
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 80, 350
 
 
 def layer(module: str) -> int:
-    """0 settings, 1 audio (preprocessing's I/O and signal helpers), 2 models, 3 stages, 4 the CLI."""
+    """0 settings, 1 audio (preprocessing's I/O, signal helpers and parallel engines), 2 models, 3 stages, 4 the CLI."""
     if module.startswith("settings"):
         return 0
     if module.startswith(STAGES):

@@ -24,7 +24,7 @@ from audio_superres.settings import UpsamplingSettings
 from .adapter import UpsampleError, Upsampler, load_upsampler
 from .chunking import ChunkPlan
 from .files import FileResult, copy_file, upsample_file
-from .upsample import COPY, Job
+from .jobs import COPY, Job
 
 # on a worker: the models it has loaded, kept for the life of the process (its threads share them)
 _MODELS: dict[tuple, Upsampler] = {}

@@ -33,17 +33,7 @@ from .adapter import UpsampleError, Upsampler, load_upsampler
 from .chunking import ChunkPlan
 from .files import FileResult, copy_file, upsample_file
 from .folders import plan_outputs, prepare_output_folders
-
-COPY = "copied in band"
-
-
-@dataclass
-class Job:
-    source: Path
-    output: Path
-    seconds: float
-    route: str  # a shipped model's name, "checkpoint", or COPY
-    note: str  # one line: what was measured and what was chosen
+from .jobs import COPY, Job
 
 
 @dataclass
@@ -204,23 +194,25 @@ def upsample_paths(
             else:
                 results = zip(jobs, pool.map(one, jobs))
             for job, result in results:
-                if result.error:
-                    summary.failed += 1
-                    summary.errors.append(result.error)
-                    _say(f"error: {result.error}")
-                else:
-                    summary.done += 1
-                    summary.seconds += result.seconds
-                    if result.peak > 1.0 and settings.output_subtype != "FLOAT" and not quiet:
-                        _say(
-                            f"note: {job.output}: peaks at {20 * math.log10(result.peak):+.1f} dBFS and was clipped to the {settings.output_subtype} full scale; "
-                            "--set upsampling.output_subtype=FLOAT keeps it"
-                        )
-                    summary.routes[job.route if job.route != "checkpoint" else "with the given model"] += 1
+                _count(summary, job, result, settings.output_subtype, quiet)
     summary.wall = time.perf_counter() - start
     if not quiet:
         print(summary.line())
     return summary
+
+
+def _count(summary: UpsampleSummary, job: Job, result: FileResult, subtype: str, quiet: bool) -> None:
+    """One finished file into the summary, with its error or clipping note said as it comes."""
+    if result.error:
+        summary.failed += 1
+        summary.errors.append(result.error)
+        _say(f"error: {result.error}")
+        return
+    summary.done += 1
+    summary.seconds += result.seconds
+    summary.routes[job.route if job.route != "checkpoint" else "with the given model"] += 1
+    if result.peak > 1.0 and subtype != "FLOAT" and not quiet:
+        _say(f"note: {job.output}: peaks at {20 * math.log10(result.peak):+.1f} dBFS and was clipped to the {subtype} full scale; --set upsampling.output_subtype=FLOAT keeps it")
 
 
 def _cuda() -> bool:

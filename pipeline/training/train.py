@@ -1,39 +1,21 @@
 """``pipeline train``: fit a model to the clip pairs of ``data.output_dir/splits``.
 
-:func:`train` reads top to bottom as a short sequence of named steps: processes and device
-(:mod:`.processes`), data (:mod:`.loaders`), model (:mod:`.model`), optimiser and schedule
-(:mod:`.optimiser`), resume (:mod:`.progress`), then the loop: :func:`train_one_epoch`, validation
-(:mod:`.validation`) and the files (:mod:`.run_files`). Writes to ``training.run_dir``:
+:func:`train` reads top to bottom as named steps: processes and device (:mod:`.processes`), data
+(:mod:`.loaders`), model (:mod:`.model`), optimiser and schedule (:mod:`.optimiser`), resume
+(:mod:`.progress`), then the loop: :func:`train_one_epoch`, validation (:mod:`.validation`) and the
+files (:mod:`.run_files`): ``last.pt`` (after every validation, every ``training.checkpoint_every``
+steps and on Ctrl-C), ``best.pt`` (lowest validation loss; with ``training.ema_decay`` the moving
+average), ``history.csv`` (one row per validation: train and val losses per term, ``val_snr``,
+``val_lsd``, ``val_lsd_hf``, ``skipped``, ``best``) and ``curves.png``. The loss is ``mse_weight *
+MSE + stft_weight * STFT loss`` plus the model's own ``training_losses`` (:mod:`models.losses`).
 
-* ``last.pt`` after every validation, every ``training.checkpoint_every`` steps between them and
-  when the run is interrupted (Ctrl-C), and ``best.pt`` when the validation loss is the lowest so far
-  (see :mod:`models.checkpoint`; with ``training.ema_decay`` the weights validated and kept are the
-  moving average of the trained ones, a cheap ensemble over the last ~``1 / (1 - decay)`` steps); ``history.csv`` (one row per validation: normally one per epoch,
-  plus one where ``max_steps`` stops a run mid-epoch; columns ``train_loss``, ``val_loss``, each
-  loss term as ``train_loss_<term>`` / ``val_loss_<term>``, the scores ``val_snr``, ``val_lsd``,
-  ``val_lsd_hf``, and ``best``) and ``curves.png`` (redrawn at most every 30 s and at the end).
+    pipeline train --set data.output_dir=data/clips --set training.run_dir=runs/bwe [--resume]
+    torchrun --standalone --nproc_per_node=4 -m audio_superres.pipeline.cli train --set training.run_dir=runs/bwe
 
-The loss is ``mse_weight * MSE + stft_weight * (multi-resolution STFT loss)`` plus every term of
-the model's own ``training_losses(pred, target)`` if it has one (:mod:`models.losses`); the
-validation loss is the same sum, so best.pt is the best by the objective the model was trained on.
-
-Single process (CPU or one GPU)::
-
-    pipeline train --set data.output_dir=data/clips --set training.run_dir=runs/unet
-    pipeline train ... --resume            # continue exactly where last.pt left off
-
-Several GPUs of one host, with DistributedDataParallel (one process per GPU; each process takes
-``training.batch_size`` clips per step, so the global batch is ``N * batch_size``)::
-
-    torchrun --standalone --nproc_per_node=4 -m audio_superres.pipeline.cli train --set training.run_dir=runs/unet
-
-Rank 0 alone validates, logs and writes files; the others wait for it. On CPU the processes talk
-through gloo, on CUDA through NCCL.
-
-One run at a time holds ``training.run_dir`` (a lock, :func:`~.run_files.hold_run_folder`): a second
-``pipeline train`` on it is refused at once. Ctrl-C waits for the batch under way, writes ``last.pt``
-of that state (one process; under torchrun the last periodic or validation checkpoint stands) and
-stops; ``--resume`` then goes on exactly as if nothing had happened.
+Under torchrun each process takes ``training.batch_size`` clips per step; rank 0 alone validates,
+logs and writes files (gloo on CPU, NCCL on CUDA). One run at a time holds ``training.run_dir`` (a
+lock: a second run is refused at once). Ctrl-C waits for the batch under way, writes ``last.pt``
+(one process; under torchrun the last checkpoint stands) and stops; ``--resume`` goes on exactly.
 """
 
 from __future__ import annotations
@@ -52,13 +34,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from audio_superres.models.checkpoint import CheckpointError, read_checkpoint, rng_state
+from audio_superres.models.checkpoint import read_checkpoint, rng_state
 from audio_superres.models.losses import training_loss
 from audio_superres.preprocessing.audio import remove_stale_temporaries
 from audio_superres.settings import Settings, TrainingSettings
 
 from .errors import TrainingDiverged, TrainingError
 from .loaders import Clips, Loaders, make_loaders, read_clips
+from .messages import describe, epoch_line, interrupted_line  # noqa: F401  (the CLI reads interrupted_line from here)
 from .model import Networks, build_networks, update_ema
 from .optimiser import make_optimizer, param_groups  # noqa: F401  (param_groups: benchmarks/bench_train.py imports it from here)
 from .processes import Interrupts, Processes, broadcast, gather, setup_processes
@@ -217,17 +200,6 @@ def check_run_dir(run: Run, resume: bool) -> None:
         remove_stale_temporaries(run.run_dir)  # what a killed run was writing (a checkpoint, history.csv, curves.png)
 
 
-def describe(run: Run, nets: Networks, clips: Clips, loaders: Loaders) -> str:
-    """The line that opens a run: model, device, processes, data."""
-    n_params = sum(p.numel() for p in nets.raw.parameters())
-    how = f"low-res made on the fly ({', '.join(clips.data['lowres'])})" if clips.on_the_fly else f"stored low-res ({clips.stored_lowres})"
-    return (
-        f"train: {run.settings.model.name} ({n_params / 1e6:.2f} M parameters) on {run.procs.device}"
-        + (f" x {run.procs.world} processes" if run.procs.world > 1 else "")
-        + f"; {len(loaders.train_set)} train / {len(clips.val_rows)} val clips, {how}{', cached' if loaders.cached else ''}; {loaders.steps_per_epoch} steps per epoch"
-    )
-
-
 def finish(run: Run, progress: Progress, steps_per_epoch: int, stopped: str) -> TrainSummary:
     summary = TrainSummary(run.run_dir, progress.epochs(steps_per_epoch), progress.step, progress.best_epoch, progress.best_val_loss, progress.val, stopped, time.perf_counter() - run.started)
     run.say(summary.line())
@@ -240,19 +212,6 @@ def save_between_validations(run: Run, clips: Clips, nets: Networks, optimizer: 
     rngs, tallies = gather(rng_state()), gather(tally.state())
     if run.procs.master:
         save_checkpoints(run.run_dir, training_checkpoint(run.settings, clips.data, nets, optimizer, scheduler, progress, rngs, tallies), best=False)
-
-
-def interrupted_line(run_dir: Path) -> str:
-    """What ``pipeline train`` says when Ctrl-C stops it: where ``--resume`` goes on, as ``last.pt`` tells."""
-    last = Path(run_dir) / "last.pt"
-    if not last.is_file():
-        return f"interrupted before the first checkpoint: {run_dir} holds no last.pt to resume; start the run again without --resume"
-    try:
-        checkpoint = read_checkpoint(last)
-    except CheckpointError as e:
-        return f"interrupted: {e}"
-    where = f"epoch {checkpoint['epoch']}, step {checkpoint['step']}" if "step" in checkpoint else "its state"
-    return f"interrupted: `pipeline train --resume` continues from {last} ({where})"
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -376,14 +335,6 @@ def validate_epoch(run: Run, model: nn.Module, loader, clips: Clips, progress: P
     seconds = round(time.perf_counter() - trained.started, 3)
     progress.history.append({"epoch": progress.epoch, "step": progress.step, "lr": trained.lr, **trained.train_terms, **val, "skipped": trained.skipped, "best": improved, "seconds": seconds})
     return improved
-
-
-def epoch_line(progress: Progress, improved: bool) -> str:
-    row = progress.history[-1]
-    return (
-        f"epoch {row['epoch']}: train loss {row['train_loss']:.4g}, val loss {row['val_loss']:.4g}, "
-        f"SNR {row['val_snr']:.2f} dB, LSD {row['val_lsd']:.3f}, LSD-HF {row['val_lsd_hf']:.3f}" + (" (best)" if improved else "")
-    )
 
 
 def why_stop(run: Run, progress: Progress, max_steps: float, steps_per_epoch: int) -> str:
