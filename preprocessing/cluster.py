@@ -123,8 +123,8 @@ def dask_client(address: str | None, setting: str, outputs: Sequence[Path] = ())
 def _why(e: BaseException) -> str:
     if type(e).__name__ == "KilledWorker":
         return "lost: the Dask workers running it died each time it was tried (distributed.scheduler.allowed-failures)"
-    if type(e).__name__ == "CancelledError":
-        return "lost: the Dask scheduler cancelled it (the connection to the scheduler was lost?)"
+    if type(e).__name__.endswith("CancelledError"):  # the scheduler died or became unreachable
+        return f"lost: not done on the cluster ({_first_line(e).split(' for reason: ')[-1].rstrip('.')}); run again to finish it"
     root = e
     while (root.__cause__ or root.__context__) is not None:
         root = root.__cause__ or root.__context__
@@ -195,6 +195,14 @@ def dask_map(
             yield result
 
 
+def _die_with_parent() -> None:
+    """In a child, before it runs: on Linux, SIGTERM it when its parent dies (a test run killed
+    from outside leaves no scheduler or workers behind)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
 @contextlib.contextmanager
 def local_cluster(n_workers: int = 2, threads: int = 1, preload: Sequence[str] = ()) -> Iterator[str]:
     """A scheduler and ``n_workers`` worker processes on 127.0.0.1, started as a user would (the
@@ -209,7 +217,7 @@ def local_cluster(n_workers: int = 2, threads: int = 1, preload: Sequence[str] =
     distributed = _distributed("data")
     with tempfile.TemporaryDirectory(prefix="dask_") as tmp:
         file = Path(tmp) / "scheduler.json"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "preexec_fn": _die_with_parent}
         common = ["--scheduler-file", str(file)]
         procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", *common], **quiet)]
         try:

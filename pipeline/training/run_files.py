@@ -29,11 +29,12 @@ def hold_run_folder(run_dir: Path, procs: Processes, resume: bool):
     for the whole run, made first unless ``resume``; a second run on it, fresh or ``--resume``, is
     refused at once. Rank 0 holds it for every process. The lock goes when this block ends, however
     it ends, and with its process (a ``kill -9`` leaves nothing stale)."""
-    problem, handle = None, None
+    problem, handle, made = None, None, False
     if procs.master:
         try:
-            if not resume:
-                run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume and not run_dir.exists():
+                run_dir.mkdir(parents=True)
+                made = True
             handle = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -50,6 +51,9 @@ def hold_run_folder(run_dir: Path, procs: Processes, resume: bool):
     finally:
         if handle is not None:
             os.close(handle)
+        if made:  # a run that stopped before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def save_checkpoints(run_dir: Path, checkpoint: TrainingCheckpoint, best: bool) -> None:
