@@ -177,7 +177,8 @@ def as_finished(client: "Client", fn: Callable[..., R], items: Sequence[T], on_e
             future.release()
             yield i, result
     finally:
-        client.cancel([f for f in futures if not f.done()])
+        with contextlib.suppress(Exception):  # a lost scheduler has nothing left to cancel
+            client.cancel([f for f in futures if not f.done()])
 
 
 def dask_map(

@@ -48,7 +48,7 @@ from audio_superres.settings import DataSettings
 
 from .audio import AUDIO_EXTENSIONS, AudioError, atomic_write_text, audio_files_in, fit_name, read_audio, remove_stale_temporaries, to_pcm16, write_audio
 from .bandwidth import measure_file_bandwidth
-from .cluster import ClusterError
+from .cluster import ClusterError, check_backend
 from .lowres import make_lowres
 from .parallel import parallel_map
 
@@ -286,6 +286,10 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
         if settings.backend == "dask":
             # workers run in other folders, maybe on other machines: absolute paths, and a lost file
             # comes back failed (listed in failures.csv, redone by the next run), never missing
+            try:
+                check_backend(settings.dask_address, "data")  # no Dask or no address: said before any bar
+            except ClusterError as e:
+                raise SpliceError(str(e)) from None
             work = parallel_map(
                 partial(splice_source, settings=settings, output_dir=output_dir.absolute()),
                 [replace(s, path=s.path.absolute()) for s in sources],
