@@ -121,14 +121,15 @@ def _upsampler(args: argparse.Namespace, settings: Settings):
 def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
     from audio_superres.pipeline.inference import UpsampleError, upsample_paths
 
-    forced = None
+    forced, checkpoint = None, None
     if args.model is not None or args.checkpoint is not None or settings.upsampling.checkpoint is not None:
-        forced, _, _ = _upsampler(args, settings)  # one network for every file
+        forced, _, checkpoint = _upsampler(args, settings)  # one network for every file (Dask workers load it from its path)
         if args.rate is not None and args.rate != forced.high_rate:
             raise StageError(f"--rate {args.rate}: the model given outputs {forced.high_rate} Hz")
     try:
         summary = upsample_paths(
-            args.inputs, args.output, settings.upsampling, forced, rate=args.rate or 16000, overwrite=args.overwrite, device=args.device, quiet=args.quiet
+            args.inputs, args.output, settings.upsampling, forced, rate=args.rate or 16000, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
+            checkpoint=checkpoint,
         )
     except UpsampleError as e:  # nothing to do, or nowhere to write: exit 2
         raise StageError(str(e)) from None
