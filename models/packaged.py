@@ -40,7 +40,7 @@ SHIPPED: tuple[ShippedModel, ...] = (
     ShippedModel("piano-4k", "bwe_piano_4k_16k.pt", 4000, 16000, "piano"),
 )
 DEFAULT_MODEL = "speech-4k"
-PACKAGED_CHECKPOINT = PRETRAINED_DIR / "bwe_speech_4k_16k.pt"
+PACKAGED_CHECKPOINT = next(m.path for m in SHIPPED if m.name == DEFAULT_MODEL)
 
 
 def installed() -> list[ShippedModel]:

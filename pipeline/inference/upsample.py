@@ -11,7 +11,6 @@ rerun does no model work and an interrupted run finishes only what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from audio_superres.models.device import DeviceError, resolve_device
 from audio_superres.models.packaged import ShippedModel, checkpoint_path, choose_model
 from audio_superres.preprocessing.audio import AudioError, audio_info
 from audio_superres.preprocessing.bandwidth import Bandwidth, measure_file_bandwidth
@@ -154,7 +154,7 @@ def upsample_paths(
         _say(f"error: {line}")
     jobs = _plan_all(pairs, rate, forced, overwrite, summary, quiet)
     models = ModelCache(settings, device)
-    on_gpu = (forced.device.type if forced is not None else str(device or settings.device)) in ("cuda", "auto") and _cuda()
+    on_gpu = forced.device.type == "cuda" if forced is not None else _device_type(device or settings.device) == "cuda"
     # several files at once on a GPU: while one file's windows are on the GPU, others are decoded,
     # cross-faded and written (numpy, soundfile and torch release the GIL for that work)
     workers = settings.workers or (4 if on_gpu else 1)
@@ -215,9 +215,10 @@ def _count(summary: UpsampleSummary, job: Job, result: FileResult, subtype: str,
         _say(f"note: {job.output}: peaks at {20 * math.log10(result.peak):+.1f} dBFS and was clipped to the {subtype} full scale; --set upsampling.output_subtype=FLOAT keeps it")
 
 
-def _cuda() -> bool:
-    with contextlib.suppress(Exception):
-        import torch
-
-        return torch.cuda.is_available()
-    return False
+def _device_type(name: str) -> str:
+    """Where the shipped models will run (models/device.py decides); a GPU asked for but absent
+    fails when the first model loads, with its own one-line error."""
+    try:
+        return resolve_device(name).type
+    except DeviceError:
+        return "cpu"
