@@ -23,7 +23,9 @@ def test_demo_runs_end_to_end_and_beats_cubic(tmp_path, capsys):
     assert last.startswith("demo: the model beats cubic on LSD, ")
     for system in ("model", "sinc", "cubic"):
         snr, lsd = re.search(rf"{system} SNR (-?[\d.]+) dB, LSD ([\d.]+)", last).groups()
-        assert float(snr) == round(means.loc[system, "snr"], 2) and float(lsd) == round(means.loc[system, "lsd"], 3)
+        # the printed figures are the means rounded to their last digit (within half a unit: the means
+        # recomputed here from scores.csv may sit on the other side of a half than the in-memory ones)
+        assert abs(float(snr) - means.loc[system, "snr"]) <= 0.005 + 1e-9 and abs(float(lsd) - means.loc[system, "lsd"]) <= 0.0005 + 1e-9
 
 
 def test_closing_line_says_where_the_model_wins_and_where_not():
