@@ -4,6 +4,7 @@ load, read, upsample, write), on one talk or a folder of talks at the model's in
     python benchmarks/bench_command.py                               # one 10-minute talk, this machine
     python benchmarks/bench_command.py --copies 40 --device cuda     # a folder of 40 ten-minute talks
     python benchmarks/bench_command.py --compare "--set upsampling.bf16=false"   # A vs B, alternating
+    git worktree add /tmp/old b87fcae && python benchmarks/bench_command.py --tree /tmp/old   # this code vs an older checkout
 
 The talk is ``--seconds`` cut (and tiled if short) from ``--source`` (default: the first test talk of
 ``../shared/data``, else a generated speech-like signal), resampled to 4 kHz with soxr HQ and written
@@ -61,11 +62,20 @@ def write_talks(folder: Path, audio: np.ndarray, rate: int, copies: int, rates: 
     return folder
 
 
-def run(folder: Path, out: Path, device: str, extra: list[str]) -> float:
-    """Wall seconds of ``pipeline upsample FOLDER -o OUT`` in a new process."""
-    cmd = [sys.executable, "-m", "audio_superres.pipeline.cli", "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", "--overwrite", *extra]
+def cli_of(tree: Path) -> str:
+    """The module that runs ``pipeline`` in checkout ``tree``: ``pipeline.cli`` before the namespace
+    package (commit b87fcae and older), else ``audio_superres.pipeline.cli``."""
+    return "pipeline.cli" if (tree / "pipeline" / "settings.py").is_file() else "audio_superres.pipeline.cli"
+
+
+def run(folder: Path, out: Path, device: str, extra: list[str], tree: Path = REPO) -> float:
+    """Wall seconds of ``pipeline upsample FOLDER -o OUT`` in a new process, run from checkout ``tree``
+    (its own code first on the path, so an older checkout runs its own modules)."""
+    cmd = [sys.executable, "-m", cli_of(tree), "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", *extra]
+    if cli_of(tree) != "pipeline.cli":  # the old command had no --overwrite (it always overwrote)
+        cmd.append("--overwrite")
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True, cwd=tree)
     return time.perf_counter() - start
 
 
@@ -79,20 +89,28 @@ def main() -> None:
     ap.add_argument("--rates", default="", help="comma-separated input rates to cycle through (a folder of mixed-rate talks), e.g. 8000,4000,2000")
     ap.add_argument("--args", default="", help="extra arguments of pipeline upsample, e.g. \"--checkpoint x.pt\"")
     ap.add_argument("--compare", action="append", default=[], metavar="ARGS", help="another configuration (repeatable)")
+    ap.add_argument("--tree", type=Path, help="another checkout (a git worktree of an older commit) to time with the same arguments, alternating")
     args = ap.parse_args()
 
     rates = [int(r) for r in args.rates.split(",") if r]
     audio = talk_audio(args.source, args.seconds, 16000 if rates else LOW_RATE)
     total = args.seconds * args.copies
     configs = [args.args, *[f"{args.args} {c}".strip() for c in args.compare]]
+    trees = {c: REPO for c in configs}
+    if args.tree is not None:
+        configs.append(f"{args.args} [{args.tree}]".strip())
+        trees[configs[-1]] = args.tree.resolve()
     with tempfile.TemporaryDirectory(prefix="bench_command_") as tmp:
         folder = write_talks(Path(tmp) / "talks", audio, 16000 if rates else LOW_RATE, args.copies, rates)
         times: dict[str, list[float]] = {c: [] for c in configs}
+        def once(c: str) -> float:
+            return run(folder, Path(tmp) / "out", args.device, shlex.split(args.args if trees[c] != REPO else c), trees[c])
+
         for c in configs:
-            run(folder, Path(tmp) / "out", args.device, shlex.split(c))  # warm-up: file cache, kernels
+            once(c)  # warm-up: file cache, kernels
         for _ in range(args.repeats):
             for c in configs:
-                times[c].append(run(folder, Path(tmp) / "out", args.device, shlex.split(c)))
+                times[c].append(once(c))
     import torch
 
     where = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"

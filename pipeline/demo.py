@@ -25,11 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audio_superres.preprocessing.audio import read_audio, to_pcm16, write_audio
-from audio_superres.preprocessing.lowres import make_lowres
-from audio_superres.preprocessing.splice import splice
-from audio_superres.preprocessing.split import split
-from audio_superres.preprocessing.synth import generate_talks
 from audio_superres.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,11 +53,18 @@ def closing_line(summary: pd.DataFrame, files: int) -> str:
 
 
 def run_demo(workdir: Path, settings: Settings, quiet: bool = False, train_minutes: float = DEMO_TRAIN_MINUTES) -> int:
+    # imported here, not at the top: every command's parser reads HELP, and these (scipy.signal,
+    # pandas) took 1.2 s of each `pipeline upsample` start-up
     from audio_superres.pipeline.evaluation.evaluate import evaluate, perceptual_plan
     from audio_superres.pipeline.evaluation.plan import plan_evaluation
     from audio_superres.pipeline.evaluation.report import build_report
     from audio_superres.pipeline.inference import ChunkPlan, load_upsampler, output_suffix, upsample_array
     from audio_superres.pipeline.training.train import train
+    from audio_superres.preprocessing.audio import read_audio, to_pcm16, write_audio
+    from audio_superres.preprocessing.lowres import make_lowres
+    from audio_superres.preprocessing.splice import splice
+    from audio_superres.preprocessing.split import split
+    from audio_superres.preprocessing.synth import generate_talks
 
     say = (lambda *a: None) if quiet else print
     talks_dir, clips_dir, run_dir = workdir / "talks", workdir / "clips", workdir / "run"

@@ -269,7 +269,7 @@ class UpsamplingSettings(_Strict):
     batch_size: int | None = Field(None, ge=1, le=4096, description="model rows per forward pass (chunks x channels); null: 8 on a CPU, 64 on a GPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | Literal["auto"] = Field(
-        "auto", description="run the model under bfloat16 autocast; auto: for models that keep their signal path in float32 (bwe)"
+        "auto", description="run the model under bfloat16 autocast; auto: on a GPU, for models that keep their signal path in float32 (bwe)"
     )
     workers: int | None = Field(None, ge=1, description="files upsampled at once; null: 1 on a CPU (torch uses every core), 4 on a GPU")
     output_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = "PCM_16"

@@ -291,3 +291,21 @@ def test_full_band_threshold():
     assert at(8000).full_band and at(7000).full_band
     assert not at(4000).full_band
     assert at(8000).nyquist_hz == 8000
+
+
+@pytest.mark.parametrize("n_fft", [64, 512, 4096])
+def test_window_is_scipys_periodic_blackman_harris(n_fft):
+    from audio_superres.preprocessing.bandwidth import _window
+
+    np.testing.assert_allclose(_window(n_fft), scipy.signal.get_window("blackmanharris", n_fft), atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [5, 8, 41])
+@pytest.mark.parametrize("percentile", [0, 30, 50, 100])
+def test_percentile_filter_is_scipys(size, percentile):
+    import scipy.ndimage
+
+    from audio_superres.preprocessing.bandwidth import percentile_filter
+
+    x = np.random.default_rng(size).normal(size=300)
+    np.testing.assert_array_equal(percentile_filter(x, percentile, size), scipy.ndimage.percentile_filter(x, percentile, size=size, mode="nearest"))
