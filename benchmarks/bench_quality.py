@@ -3,6 +3,8 @@
     python benchmarks/prepare_speech.py                  # once: data/speech (clips + splits)
     python benchmarks/bench_quality.py --model bwe=runs/bwe/best.pt \\
         --model audiounet=runs/audiounet/best.pt --model tfnet=runs/tfnet/best.pt
+    python benchmarks/prepare_speech.py --set piano --out data/piano
+    python benchmarks/bench_quality.py --clips data/piano --model piano-4k=piano-4k --model speech-4k=speech-4k
 
 Quality: the whole source recordings of the test split of ``data/speech`` (2 talks, 30 s trimmed at
 each end as splice does, and the utterances of the test speakers), or the files of ``--test-dir``
@@ -28,13 +30,14 @@ import pandas as pd
 from bench_command import run as run_command  # this folder: the same command timing
 from bench_command import talk_audio, write_talks
 
+from audio_superres.models.packaged import checkpoint_path
 from audio_superres.pipeline.evaluation.evaluate import evaluate_files
 from audio_superres.pipeline.inference import load_upsampler
 from audio_superres.settings import UpsamplingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 # corpus prefix of a split's sources -> seconds trimmed from each end (as splice does)
-TRIM = {"talks": 30.0, "utterances/speechocean762": 0.0, "utterances/ravdess": 0.0}
+TRIM = {"talks": 30.0, "utterances/speechocean762": 0.0, "utterances/ravdess": 0.0, "music/piano": 1.0}
 
 
 def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple[list[Path], float]]:
@@ -52,7 +55,9 @@ def test_files(args: argparse.Namespace, split: str = "test") -> dict[str, tuple
     out = {}
     for corpus in TRIM:
         sources = [s for s in rows["source"].unique() if s.startswith(corpus + "/")]
-        out[corpus] = ([args.data / "speech" / s for s in sources][: args.max_files], TRIM[corpus])
+        if sources:  # speech sources are relative to data/speech, music ones to data (prepare_speech.py --set)
+            root = args.data if corpus.startswith("music/") else args.data / "speech"
+            out[corpus] = ([root / s for s in sources][: args.max_files], TRIM[corpus])
     return out
 
 
@@ -138,7 +143,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write scores.csv and table.md here")
     args = ap.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
-    models = {name: Path(path) for name, path in models.items()}
+    models = {name: checkpoint_path(path) for name, path in models.items()}  # a file, or a shipped model's name
     if not models:
         ap.error("give at least one --model NAME=CHECKPOINT")
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 18's cross-corpus test on one GPU: speech-4k recipes trained with a whole corpus held out of
+# training (and used alone for validation, so the best checkpoint is chosen on voices and a channel
+# never trained on), beside the same recipe on every corpus; all side by side for a time box.
+#
+#   python benchmarks/prepare_speech.py
+#   python benchmarks/pack_subset.py data/speech .gpu/speech --train-mb 30 --val-mb 3 --data ../shared/data
+#   bash benchmarks/cross_corpus.sh 7        # on the GPU machine: 7 minutes of training, weights to $OUT
+#   then, where ../shared/data is, each model on the full test split, per corpus:
+#   python benchmarks/bench_quality.py --device cpu --no-rtf --model all=OUT/all_aug_best.pt ...
+#
+# Runs: all_aug (every corpus; the shipped recipe), no_ravdess_{aug,plain} and no_speechocean762_{aug,plain}
+# (that corpus out of training, its validation speakers alone as the validation split; with and without
+# channel augmentation). The in-corpus against cross-corpus gap of a corpus is then read on its test
+# speakers: all_aug (trained on the corpus) against no_<corpus>_aug (never heard it).
+# Env: DATA (.gpu/speech), RUNS (runs/cross), OUT, as gpu_sweep.sh; BENCH_STEPS (30): then
+# benchmarks/bench_train.py on the whole GPU, the 1-GPU training throughput (0: skip).
+set -u
+minutes=$1
+DATA=${DATA:-.gpu/speech}
+RUNS=${RUNS:-runs/cross}
+OUT=${OUT:-$RUNS/out}
+mkdir -p "$OUT"
+source "$(dirname "$0")/gpu_env.sh"
+
+# one data folder per held-out corpus: links to the clips, train without it, validation of it alone
+python3 - "$DATA" ravdess speechocean762 <<'EOF' || exit 1
+import sys
+from pathlib import Path
+import pandas as pd
+root = Path(sys.argv[1]).resolve()
+for held in sys.argv[2:]:
+    out = root.parent / f"{root.name}_no_{held}"
+    (out / "splits").mkdir(parents=True, exist_ok=True)
+    for corpus in root.iterdir():
+        if corpus.is_dir() and corpus.name != "splits" and not (out / corpus.name).exists():
+            (out / corpus.name).symlink_to(corpus)
+    for name in ("train", "val"):
+        rows = pd.read_csv(root / "splits" / f"{name}.csv", dtype={"talk": str, "clip_id": str})
+        of_held = rows.hr_path.str.startswith(held + "/")
+        kept = rows[~of_held] if name == "train" else rows[of_held]
+        kept.to_csv(out / "splits" / f"{name}.csv", index=False)
+        print(f"{out.name} {name}: {len(kept)} clips, {kept.talk.nunique()} speakers, {kept.seconds.sum() / 60:.1f} min")
+EOF
+
+aug="--set training.augment.p_tilt=0.3 --set training.augment.p_eq=0.3 --set training.augment.p_room=0.15 --set training.augment.p_noise=0.3 --set training.augment.p_level=0.5"
+sweep="all_aug:$aug"
+for held in ravdess speechocean762; do
+    d="--set data.output_dir=${DATA}_no_$held"
+    sweep="$sweep;no_${held}_aug:$d $aug;no_${held}_plain:$d"
+done
+SWEEP="$sweep" VAL_TIMEOUT=0 DATA=$DATA RUNS=$RUNS OUT=$OUT bash "$(dirname "$0")/gpu_sweep.sh" "$minutes"
+
+if [ "${BENCH_STEPS:-30}" != 0 ]; then
+    python3 benchmarks/bench_train.py --set data.output_dir=$DATA --set training.device=${DEVICE:-cuda} --set training.batch_size=16 --set training.lowres_methods=soxr,decimate,butterworth,subsample \
+        --steps "${BENCH_STEPS:-30}" --workers 4 > "$OUT/bench_train.txt" 2>&1
+    cat "$OUT/bench_train.txt"
+fi
