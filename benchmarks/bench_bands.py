@@ -62,8 +62,18 @@ def main() -> None:
         ours = band_energy(truth, signals["model"][: len(truth)], up.high_rate, EDGES_HZ)
         sinc = band_energy(truth, signals["sinc"][: len(truth)], up.high_rate, EDGES_HZ)
         for row, base in zip(ours, sinc):
-            bands.append({"file": name, "corpus": name.split("/")[0], "band": row["band"], "truth": row["truth"],
-                          "model": row["estimate"], "cross": row["cross"], "model_error": row["error"], "sinc_error": base["error"]})
+            bands.append(
+                {
+                    "file": name,
+                    "corpus": name.split("/")[0],
+                    "band": row["band"],
+                    "truth": row["truth"],
+                    "model": row["estimate"],
+                    "cross": row["cross"],
+                    "model_error": row["error"],
+                    "sinc_error": base["error"],
+                }
+            )
 
     for corpus, (paths, trim) in files.items():
         names = [f"{corpus}/{p.name}" for p in paths]

@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rates", default="", help="comma-separated input rates to cycle through (a folder of mixed-rate talks), e.g. 8000,4000,2000")
-    ap.add_argument("--args", default="", help="extra arguments of pipeline upsample, e.g. \"--checkpoint x.pt\"")
+    ap.add_argument("--args", default="", help='extra arguments of pipeline upsample, e.g. "--checkpoint x.pt"')
     ap.add_argument("--compare", action="append", default=[], metavar="ARGS", help="another configuration (repeatable)")
     ap.add_argument("--tree", type=Path, help="another checkout (a git worktree of an older commit) to time with the same arguments, alternating")
     args = ap.parse_args()
@@ -103,6 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_command_") as tmp:
         folder = write_talks(Path(tmp) / "talks", audio, 16000 if rates else LOW_RATE, args.copies, rates)
         times: dict[str, list[float]] = {c: [] for c in configs}
+
         def once(c: str) -> float:
             return run(folder, Path(tmp) / "out", args.device, shlex.split(args.args if trees[c] != REPO else c), trees[c])
 

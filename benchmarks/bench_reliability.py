@@ -66,8 +66,17 @@ def bwe(key_value: str) -> str:
 
 def tiny() -> list[str]:
     """A tiny bwe run: trains in seconds on 2 cores."""
-    return ["model.name=bwe", bwe("hidden=8"), bwe("blocks=1"), "training.batch_size=2", "training.num_workers=0",
-            "training.device=cpu", "training.warmup_steps=1", "training.epochs=1", "training.max_steps=2"]
+    return [
+        "model.name=bwe",
+        bwe("hidden=8"),
+        bwe("blocks=1"),
+        "training.batch_size=2",
+        "training.num_workers=0",
+        "training.device=cpu",
+        "training.warmup_steps=1",
+        "training.epochs=1",
+        "training.max_steps=2",
+    ]
 
 
 class Wrong(Exception):
@@ -247,7 +256,7 @@ class Ctx:
     def protect(self, *paths: Path) -> None:
         """Hash every file under ``paths`` now; the case is 'lost' if any differs at the end."""
         for p in paths:
-            for f in ([p] if not p.is_dir() else [q for q in p.rglob("*") if q.is_file() and not q.is_symlink()]):
+            for f in [p] if not p.is_dir() else [q for q in p.rglob("*") if q.is_file() and not q.is_symlink()]:
                 self.protected[str(f)] = digest(f)
 
     def check_protected(self) -> list[str]:
@@ -431,6 +440,7 @@ def case(cid: str, command: str, expected: str):
     def deco(fn):
         CASES.append(Case(cid, command, expected, fn))
         return fn
+
     return deco
 
 
@@ -453,11 +463,11 @@ def train_args(clips: Path | str, run: Path | str, *more: str) -> list[str]:
 
 
 def eval_args(c: Ctx, clips: Path, out: Path | str, *more: str) -> list[str]:
-    return ["--checkpoint", c.s.run / "best.pt", *sets(f"data.output_dir={clips}", f"data.input_dir={c.s.talks}", "data.trim_seconds=0.5"),
-            "-o", out, "--device", "cpu", "--figures", "1", "-q", *more]
+    return ["--checkpoint", c.s.run / "best.pt", *sets(f"data.output_dir={clips}", f"data.input_dir={c.s.talks}", "data.trim_seconds=0.5"), "-o", out, "--device", "cpu", "--figures", "1", "-q", *more]
 
 
 # ---- upsample: bad inputs, one file each
+
 
 def _bad_input(cid: str, name: str, make: Callable[[Path], object], expected: str, check: Callable[[Path], str] | None = None, *, words=(), must_work=False):
     def fn(c: Ctx):
@@ -473,6 +483,7 @@ def _bad_input(cid: str, name: str, make: Callable[[Path], object], expected: st
         if must_work:
             return ok(r, check(out) if r.rc == 0 else "")
         return either(r, lambda: check(out), name[:40], words=words, not_words=misleading)
+
     case(cid, "upsample", expected)(fn)
 
 
@@ -480,22 +491,19 @@ _bad_input("upsample_empty_file", "empty.wav", lambda p: p.write_bytes(b""), "cl
 _bad_input("upsample_truncated_wav", "cut.wav", lambda p: truncated(p, speech(2, LOW), LOW), "clean error: truncated")
 _bad_input("upsample_truncated_flac", "cut.flac", lambda p: truncated(p, speech(2, LOW), LOW), "clean error: truncated FLAC")
 _bad_input("upsample_text_as_wav", "notes.wav", lambda p: p.write_text("meeting notes\n" * 50), "clean error: not audio")
-_bad_input("upsample_random_flac", "noise.flac", lambda p: p.write_bytes(np.random.default_rng(1).bytes(20000)), "clean error: not audio, says so",
-           words=("not a", "audio", "unreadable", "cannot decode"))
+_bad_input(
+    "upsample_random_flac", "noise.flac", lambda p: p.write_bytes(np.random.default_rng(1).bytes(20000)), "clean error: not audio, says so", words=("not a", "audio", "unreadable", "cannot decode")
+)
 _bad_input("upsample_dir_named_wav", "folder.wav", lambda p: (p.mkdir(), (p / "readme.txt").write_text("x")), "clean error: a folder, no audio")
 _bad_input("upsample_zero_length", "zero.wav", lambda p: write(p, np.zeros((0, 1), np.float32), LOW), "clean error: no samples")
-_bad_input("upsample_nan_samples", "nan.wav", lambda p: write(p, np.where(np.arange(LOW)[:, None] == 100, np.nan, speech(1, LOW)), LOW, "FLOAT"),
-           "clean error: NaN samples")
-_bad_input("upsample_one_sample", "one.wav", lambda p: write(p, np.full((1, 1), 0.2, np.float32), LOW), "handled (4 samples out) or clean error",
-           lambda o: check_output(o, FACTOR))
-_bad_input("upsample_six_channels", "six.wav", lambda p: write(p, speech(1, LOW, 6), LOW), "handled: 6 channels, 4x length",
-           lambda o: check_output(o, FACTOR * LOW, 6), must_work=True)
-_bad_input("upsample_192k", "hi.wav", lambda p: write(p, speech(0.5, 192000), 192000), "handled: resampled, 16 kHz, same duration",
-           lambda o: check_output(o, HIGH // 2, tol=FACTOR * 2), must_work=True)
-_bad_input("upsample_name_250_bytes", "n" * 246 + ".wav", lambda p: write(p, speech(1, LOW), LOW), "handled: a valid 250-byte name works",
-           lambda o: check_output(o, FACTOR * LOW), must_work=True)
-_bad_input("upsample_pcm24", "deep.wav", lambda p: write(p, speech(1, LOW), LOW, "PCM_24"), "handled: 24-bit input",
-           lambda o: check_output(o, FACTOR * LOW), must_work=True)
+_bad_input("upsample_nan_samples", "nan.wav", lambda p: write(p, np.where(np.arange(LOW)[:, None] == 100, np.nan, speech(1, LOW)), LOW, "FLOAT"), "clean error: NaN samples")
+_bad_input("upsample_one_sample", "one.wav", lambda p: write(p, np.full((1, 1), 0.2, np.float32), LOW), "handled (4 samples out) or clean error", lambda o: check_output(o, FACTOR))
+_bad_input("upsample_six_channels", "six.wav", lambda p: write(p, speech(1, LOW, 6), LOW), "handled: 6 channels, 4x length", lambda o: check_output(o, FACTOR * LOW, 6), must_work=True)
+_bad_input(
+    "upsample_192k", "hi.wav", lambda p: write(p, speech(0.5, 192000), 192000), "handled: resampled, 16 kHz, same duration", lambda o: check_output(o, HIGH // 2, tol=FACTOR * 2), must_work=True
+)
+_bad_input("upsample_name_250_bytes", "n" * 246 + ".wav", lambda p: write(p, speech(1, LOW), LOW), "handled: a valid 250-byte name works", lambda o: check_output(o, FACTOR * LOW), must_work=True)
+_bad_input("upsample_pcm24", "deep.wav", lambda p: write(p, speech(1, LOW), LOW, "PCM_24"), "handled: 24-bit input", lambda o: check_output(o, FACTOR * LOW), must_work=True)
 
 
 @case("upsample_float_above_full_scale", "upsample", "float WAV peaking at 2.0: not hard-clipped silently (an error, a word about it, or no clipping)")
@@ -569,6 +577,7 @@ def _(c):
 
 # ---- upsample: absurd header rates and link loops
 
+
 def _absurd_rate(cmd: str, rate: int):
     def fn(c: Ctx):
         c.p("in").mkdir()
@@ -579,6 +588,7 @@ def _absurd_rate(cmd: str, rate: int):
             return either(r, lambda: check_output(c.p("odd_up.wav"), None), "odd.wav")
         r = c.run("splice", *splice_args("in", "clips", "data.trim_seconds=0"), "-q", timeout=30)
         return either(r, lambda: need(c.p("clips", "manifest.csv").is_file(), "no manifest", "manifest written"), "odd.wav", "failures.csv")
+
     case(f"{cmd}_rate_{rate}hz", cmd, f"a WAV whose header says {rate} Hz: clean error or handled, memory <= 1 GB, within 30 s")(fn)
 
 
@@ -594,10 +604,12 @@ def _(c):
     c.protect(c.p("in", "talk.wav"))
     r = c.run("upsample", "in", "-o", "out", "-q")
     outs = [p for p in c.p("out").rglob("*.wav")] if c.p("out").is_dir() else []
+
     def check():
         if len(outs) != 1:
             raise Wrong(f"{len(outs)} outputs for 1 input file (the link was followed round)")
         return "1 output"
+
     return either(r, check, "in")
 
 
@@ -613,6 +625,7 @@ def _(c):
 
 
 # ---- upsample: outputs against inputs
+
 
 @case("upsample_out_is_in", "upsample", "upsample DIR -o DIR: no input overwritten")
 def _(c):
@@ -667,8 +680,10 @@ def _(c):
 
 # ---- upsample: checkpoints
 
+
 def _torch():
     import torch
+
     return torch
 
 
@@ -686,6 +701,7 @@ def _(c):
         for v in ck["model_state"].values():
             if v.is_floating_point():
                 v.fill_(float("nan"))
+
     ckpt = damaged_checkpoint(c.s.run / "best.pt", c.p("nan.pt"), nan)
     write(c.p("talk.wav"), speech(1, LOW), LOW)
     r = c.run("upsample", "talk.wav", "--checkpoint", ckpt, "-q")
@@ -720,6 +736,7 @@ def _(c):
 
 
 # ---- upsample: what a newcomer does
+
 
 def _folder(c: Ctx, n: int = 3, seconds: float = 1.0) -> Path:
     for i in range(n):
@@ -855,6 +872,7 @@ def _(c):
 
 # ---- splice
 
+
 def _talks(c: Ctx, n: int = 2, seconds: float = 3.0) -> Path:
     for i in range(n):
         write(c.p("in", f"talk{i}.flac"), speech(seconds, HIGH, seed=i), HIGH)
@@ -877,11 +895,13 @@ def _(c):
     os.symlink(".", c.p("in", "a"))
     c.protect(c.p("in", "talk0.flac"), c.p("in", "talk1.flac"))
     r = c.run("splice", *splice_args("in", "clips"), "-q")
+
     def check():
         talks = {ln.split(",")[1] for ln in c.p("clips", "manifest.csv").read_text().splitlines()[1:]}
         if len(talks) != 2:
             raise Wrong(f"{len(talks)} talks in the manifest for 2 files")
         return "2 talks"
+
     return either(r, check, "in")
 
 
@@ -1056,7 +1076,7 @@ def _damage(path: Path, kind: str, column: str) -> None:
         for row in rows[1:]:
             row[i] = "abc"
         if kind == "no_column":
-            rows = [row[:i] + row[i + 1:] for row in rows]
+            rows = [row[:i] + row[i + 1 :] for row in rows]
         path.write_text("\n".join(",".join(row) for row in rows) + "\n")
 
 
@@ -1073,6 +1093,7 @@ def _table_case(cmd: str, table: str, kind: str):
         if cmd != "split" and kind == "text_seconds":  # a column it may not read: exit 0 is fine too
             return either(r, lambda: "ran", Path(table).name)
         return error(r, Path(table).name)
+
     what = f"missing column {NEEDED[table]}" if kind == "no_column" else kind.replace("_", " ")
     how = "clean error naming it, or exit 0 if it does not read that column" if cmd != "split" and kind == "text_seconds" else "clean error naming it"
     case(f"{cmd}_{Path(table).stem}_csv_{kind}", cmd, f"{table} {what}: {how}")(fn)
@@ -1114,6 +1135,7 @@ def _(c):
 
 # ---- train
 
+
 @case("train_resume_ok", "train", "control: a small run resumed with more steps continues")
 def _(c):
     copy(c, c.s.clips, "clips")
@@ -1128,6 +1150,7 @@ def _ckpt_case(cid: str, expected: str, edit: Callable[[dict], None]):
         damaged_checkpoint(run / "last.pt", run / "last.pt", edit)
         r = c.run("train", *train_args("clips", "run", "training.max_steps=4"), "--resume")
         return error(r, "last.pt")
+
     case(cid, "train", expected)(fn)
 
 
@@ -1190,8 +1213,19 @@ def _(c):
 @case("train_sigint_first_epoch", "train", "Ctrl-C in the first epoch, then --resume: a checkpoint exists and the run continues")
 def _(c):
     copy(c, c.s.clips, "clips")
-    args = [*sets("data.output_dir=clips", "training.run_dir=run", "model.name=bwe", bwe("hidden=64"), bwe("blocks=4"), "training.batch_size=1",
-                  "training.device=cpu", "training.epochs=2", "training.max_steps=20")]
+    args = [
+        *sets(
+            "data.output_dir=clips",
+            "training.run_dir=run",
+            "model.name=bwe",
+            bwe("hidden=64"),
+            bwe("blocks=4"),
+            "training.batch_size=1",
+            "training.device=cpu",
+            "training.epochs=2",
+            "training.max_steps=20",
+        )
+    ]
     proc = c.start("train", *args)
     while proc.running() and not re.search(r"epoch 1/\d+:.*\| *[1-9]\d*/", proc.err_text()):  # a step of the first epoch done
         time.sleep(0.01)
@@ -1224,6 +1258,7 @@ def _(c):
 
 
 # ---- evaluate, report, demo
+
 
 @case("evaluate_blocked_output", "evaluate", "-o under a file: clean error")
 def _(c):
@@ -1261,6 +1296,7 @@ def _(c):
         for v in ck["model_state"].values():
             if v.is_floating_point():
                 v.fill_(float("nan"))
+
     ck = damaged_checkpoint(c.s.run / "best.pt", c.p("nan.pt"), nan)
     args = eval_args(c, c.s.clips, "ev")
     args[1] = ck
@@ -1336,7 +1372,8 @@ def _(c):
 
 for _value in ("nan", "0", "inf", "-1"):
     case(f"generate_seconds_{_value.replace('-', 'minus')}", "generate", f"--seconds {_value}: clean error naming --seconds")(
-        lambda c, v=_value: error(c.run("generate", "g", "--talks", "1", "--seconds", v, "-q"), "--seconds", "seconds"))
+        lambda c, v=_value: error(c.run("generate", "g", "--talks", "1", "--seconds", v, "-q"), "--seconds", "seconds")
+    )
 
 
 @case("generate_talks_minus1", "generate", "--talks -1: clean error naming --talks")
@@ -1351,6 +1388,7 @@ def _(c):
 
 
 # ---- settings and the command line
+
 
 @case("cli_version", "pipeline", "pipeline --version prints the version")
 def _(c):

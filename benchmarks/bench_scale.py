@@ -135,7 +135,7 @@ def main() -> None:
                     walls[stage, name], cpus[stage, name] = [], []
                 for r in range(args.repeats):
                     order = list(backends.items())
-                    order = order[r % len(order):] + order[: r % len(order)]  # who goes first rotates
+                    order = order[r % len(order) :] + order[: r % len(order)]  # who goes first rotates
                     for name, address in order:
                         wall, cpu, out = timed(once, address)
                         walls[stage, name].append(wall)
@@ -145,8 +145,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"splice: {args.talks} talks x {args.talk_seconds:g} s at 16 kHz; upsample: {args.calls} files x {args.call_seconds:g} s at 4 kHz (speech-4k); "
-          f"median of {args.repeats}; {os.cpu_count()} cores, shared with whatever else runs")
+    print(
+        f"splice: {args.talks} talks x {args.talk_seconds:g} s at 16 kHz; upsample: {args.calls} files x {args.call_seconds:g} s at 4 kHz (speech-4k); "
+        f"median of {args.repeats}; {os.cpu_count()} cores, shared with whatever else runs"
+    )
     print(f"{'stage':<9} {'backend':<16} {'first s':>8} {'wall s':>7} {'x real time':>11} {'vs local':>9} {'CPU s':>6} {'CPU vs local':>12}  output")
     for stage in stages:
         local_wall, local_cpu = statistics.median(walls[stage, "local"]), statistics.median(cpus[stage, "local"])

@@ -70,14 +70,14 @@ def main() -> None:
     info = split_info(rows, clips_dir / "splits" / "train.csv")
     on_the_fly = bool(t.lowres_methods)  # as models/train.py: any methods are made from the high-res clip
     cache = cache_fits(rows, not on_the_fly, t.cache_gb)
-    dataset = ClipDataset(
-        clips_dir, rows, info["factor"], info["sample_rate"], list(t.lowres_methods) if on_the_fly else None, t.gain_db, cache=cache
-    )
+    dataset = ClipDataset(clips_dir, rows, info["factor"], info["sample_rate"], list(t.lowres_methods) if on_the_fly else None, t.gain_db, cache=cache)
     clip_s = float(rows["seconds"].iloc[0])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     where = torch.cuda.get_device_name(device) if use_cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# {where}; load average {load:.1f}; {len(rows)} train clips of {clip_s:g} s, batch {t.batch_size}; "
-          f"{'on-the-fly low-res ' + ','.join(t.lowres_methods) if on_the_fly else 'stored low-res'}{', cached in memory' if cache else ', read from disk'}")
+    print(
+        f"# {where}; load average {load:.1f}; {len(rows)} train clips of {clip_s:g} s, batch {t.batch_size}; "
+        f"{'on-the-fly low-res ' + ','.join(t.lowres_methods) if on_the_fly else 'stored low-res'}{', cached in memory' if cache else ', read from disk'}"
+    )
 
     for workers in args.workers:
         batches = EpochBatches(DistributedSampler(dataset, num_replicas=1, rank=0, seed=t.seed), t.batch_size)

@@ -85,8 +85,10 @@ def bench_speed(args: argparse.Namespace) -> None:
         warm = write_input(Path(tmp) / "warm.wav", min(args.seconds, settings.chunk_seconds * 2), LOW)
         dst = Path(tmp) / "out.wav"
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-        print(f"upsample {args.seconds:g} s of audio {LOW} Hz -> {HIGH} Hz on {device} ({name}); batch {settings.batch_size} x "
-              f"{settings.chunk_seconds:g} s chunks, bf16 {settings.bf16}; best of {args.repeats}")
+        print(
+            f"upsample {args.seconds:g} s of audio {LOW} Hz -> {HIGH} Hz on {device} ({name}); batch {settings.batch_size} x "
+            f"{settings.chunk_seconds:g} s chunks, bf16 {settings.bf16}; best of {args.repeats}"
+        )
         print("| family | parameters | model: x real time | interpolation only: x real time | overhead ratio | peak GPU memory |")
         print("|---|---:|---:|---:|---:|---:|")
         for family in families:
@@ -124,14 +126,29 @@ def bench_memory(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_upsample_mem_") as tmp:
         src = write_input(Path(tmp) / "long.wav", hours * 3600, 8000)
         print(f"input: {hours:g} h at 8000 Hz ({src.stat().st_size / 2**20:.0f} MiB); model {args.family}; device {args.device}")
-        child = [sys.executable, __file__, "--run-one", str(src), str(Path(tmp) / "out.wav"), "--family", args.family, "--device", args.device,
-                 "--batch-size", str(args.batch_size), "--chunk-seconds", str(args.chunk_seconds)] + (["--bf16"] if args.bf16 else [])
+        child = [
+            sys.executable,
+            __file__,
+            "--run-one",
+            str(src),
+            str(Path(tmp) / "out.wav"),
+            "--family",
+            args.family,
+            "--device",
+            args.device,
+            "--batch-size",
+            str(args.batch_size),
+            "--chunk-seconds",
+            str(args.chunk_seconds),
+        ] + (["--bf16"] if args.bf16 else [])
         out = subprocess.run(child, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         if r["error"]:
             raise RuntimeError(r["error"])
-        print(f"upsampled {r['seconds'] / 3600:.2f} h in {r['wall'] / 60:.1f} min ({r['seconds'] / r['wall']:.1f}x real time); "
-              f"peak RSS {r['max_rss_kb'] / 2**20:.2f} GiB; output {(Path(tmp) / 'out.wav').stat().st_size / 2**20:.0f} MiB")
+        print(
+            f"upsampled {r['seconds'] / 3600:.2f} h in {r['wall'] / 60:.1f} min ({r['seconds'] / r['wall']:.1f}x real time); "
+            f"peak RSS {r['max_rss_kb'] / 2**20:.2f} GiB; output {(Path(tmp) / 'out.wav').stat().st_size / 2**20:.0f} MiB"
+        )
 
 
 def main() -> None:

@@ -309,10 +309,7 @@ class BandwidthExtender(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         with torch.autocast(device_type=pred.device.type, enabled=False):
             if self.lsd_weight > 0:
-                terms["lsd"] = self.lsd_weight * 0.5 * (
-                    lsd_loss(pred, target, METRIC_N_FFT, METRIC_HOP, 0)
-                    + lsd_loss(pred, target, self.n_fft, self.hop, self.keep_bins)
-                )
+                terms["lsd"] = self.lsd_weight * 0.5 * (lsd_loss(pred, target, METRIC_N_FFT, METRIC_HOP, 0) + lsd_loss(pred, target, self.n_fft, self.hop, self.keep_bins))
             if self.snr_weight > 0:
                 terms["snr_hinge"] = self.snr_weight * snr_hinge(pred, target, self.factor, self.snr_margin_db)
             if self.phase_weight > 0:

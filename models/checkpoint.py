@@ -75,6 +75,7 @@ class CheckpointData(TypedDict):
 
 # --- the checks of the fields: each returns what is wrong with a value, or None ---------------
 
+
 def _check(check, every: bool = False, state: bool = False) -> dict:
     """A field's metadata: its check; ``every``: in every checkpoint, the model is rebuilt from these
     alone (REQUIRED_KEYS); ``state``: weights or optimisation state, left out of checkpoint_info."""

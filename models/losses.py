@@ -43,9 +43,7 @@ def stft_loss_terms(pred: torch.Tensor, target: torch.Tensor, resolutions=STFT_R
     return {"sc": sc / len(resolutions), "logmag": mag / len(resolutions)}
 
 
-def training_loss(
-    pred: torch.Tensor, target: torch.Tensor, mse_weight: float = 1.0, stft_weight: float = 0.0, model: nn.Module | None = None
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def training_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float = 1.0, stft_weight: float = 0.0, model: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(total, terms)``: the weighted sum to minimise and each unweighted term (detached), among
     ``mse``, ``stft`` (= sc + logmag), ``sc``, ``logmag`` and the model's own ``training_losses``."""
     pred32, target32 = pred.float(), target.float()

@@ -27,11 +27,7 @@ class Family(NamedTuple):
     settings: type[BaseModel]  # its fields are the network's keyword arguments
 
 
-FAMILIES: dict[str, Family] = {
-    "bwe": Family(BandwidthExtender, BweSettings),
-    "audiounet": Family(AudioUNet, UNetSettings),
-    "tfnet": Family(TFNet, UNetSettings),
-}
+FAMILIES: dict[str, Family] = {"bwe": Family(BandwidthExtender, BweSettings), "audiounet": Family(AudioUNet, UNetSettings), "tfnet": Family(TFNet, UNetSettings)}
 assert tuple(FAMILIES) == MODEL_NAMES, "settings.MODEL_NAMES and the registry must list the same families"
 
 

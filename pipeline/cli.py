@@ -127,10 +127,7 @@ def cmd_upsample(args: argparse.Namespace, settings: Settings) -> int:
         if args.rate is not None and args.rate != forced.high_rate:
             raise StageError(f"--rate {args.rate}: the model given outputs {forced.high_rate} Hz")
     try:
-        summary = upsample_paths(
-            args.inputs, args.output, settings.upsampling, forced, rate=args.rate or 16000, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
-            checkpoint=checkpoint,
-        )
+        summary = upsample_paths(args.inputs, args.output, settings.upsampling, forced, rate=args.rate or 16000, overwrite=args.overwrite, device=args.device, quiet=args.quiet, checkpoint=checkpoint)
     except UpsampleError as e:  # nothing to do, or nowhere to write: exit 2
         raise StageError(str(e)) from None
     return 1 if summary.failed else 0
@@ -168,11 +165,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         plan = plan_evaluation(settings.data, info["data"]["lowres"], input_dir=args.input, lowres=args.lowres)
         if plan.note and not args.quiet:
             print(f"note: {plan.note}", file=sys.stderr)
-        result = evaluate(
-            up, plan.lowres, plan.paths, args.output or Path(settings.training.run_dir) / "eval", names=plan.names,
-            settings=settings.upsampling, trim_seconds=plan.trim_seconds, figures=args.figures, perceptual=args.perceptual,
-            perceptual_seconds=args.perceptual_seconds, about={"checkpoint": str(checkpoint), "source": plan.source}, quiet=args.quiet,
-        )
+        output = args.output or Path(settings.training.run_dir) / "eval"
+        scoring = {"figures": args.figures, "perceptual": args.perceptual, "perceptual_seconds": args.perceptual_seconds, "quiet": args.quiet}
+        about = {"checkpoint": str(checkpoint), "source": plan.source}
+        result = evaluate(up, plan.lowres, plan.paths, output, names=plan.names, settings=settings.upsampling, trim_seconds=plan.trim_seconds, about=about, **scoring)
     except EvaluateError as e:
         raise StageError(str(e)) from None
     return 1 if result.errors else 0
@@ -187,6 +183,9 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     except ReportError as e:
         raise StageError(str(e)) from None
     return 0
+
+
+UPSAMPLE_OUTPUT_HELP = "one input file: the output file or a folder (default <stem>_16k.wav beside it); otherwise a folder mirroring the inputs (default <folder>_16k/)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upsample", help="restore the high band of whole recordings with a trained model (files or folders)")
     _common(p)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files or folders (searched recursively), at any rate")
-    p.add_argument("-o", "--output", type=Path, metavar="OUT", help="one input file: the output file or a folder (default <stem>_16k.wav beside it); otherwise a folder mirroring the inputs (default <folder>_16k/)")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT", help=UPSAMPLE_OUTPUT_HELP)
     p.add_argument("--model", choices=[m.name for m in SHIPPED], help="use this shipped model for every file (default: chosen per file by its measured band)")
     p.add_argument("--checkpoint", type=Path, metavar="CKPT", help="use this checkpoint for every file (default upsampling.checkpoint, else the choice per file)")
     p.add_argument("--rate", type=int, metavar="HZ", help="output rate (default 16000: the shipped models' output)")
@@ -251,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--no-perceptual", dest="perceptual", action="store_false", help="skip ViSQOL and wide-band PESQ (faster; SNR, LSD and LSD-HF only)")
     p.add_argument(
-        "--perceptual-seconds", type=float, default=PERCEPTUAL_SECONDS, metavar="S",
+        "--perceptual-seconds",
+        type=float,
+        default=PERCEPTUAL_SECONDS,
+        metavar="S",
         help=f"score ViSQOL and PESQ on the middle S seconds of each file (default {PERCEPTUAL_SECONDS:g} s, as ViSQOL takes seconds per minute of audio; 0: whole files)",
     )
     p.set_defaults(func=cmd_evaluate)

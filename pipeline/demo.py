@@ -93,8 +93,17 @@ def run_demo(workdir: Path, settings: Settings, quiet: bool = False, train_minut
         say(f"note: {note}")
     say(f"demo: evaluating on {len(plan.paths)} test talks")
     result = evaluate(
-        up, plan.lowres, plan.paths, workdir / "eval", names=plan.names, settings=demo.upsampling, trim_seconds=plan.trim_seconds,
-        figures=2, perceptual_seconds=DEMO_PERCEPTUAL_SECONDS, about={"checkpoint": str(run_dir / "best.pt"), "source": f"generated test talks: {plan.source}"}, quiet=True,
+        up,
+        plan.lowres,
+        plan.paths,
+        workdir / "eval",
+        names=plan.names,
+        settings=demo.upsampling,
+        trim_seconds=plan.trim_seconds,
+        figures=2,
+        perceptual_seconds=DEMO_PERCEPTUAL_SECONDS,
+        about={"checkpoint": str(run_dir / "best.pt"), "source": f"generated test talks: {plan.source}"},
+        quiet=True,
     )
 
     # one whole test talk, made narrow-band as a user's recording would be, then restored
@@ -117,4 +126,3 @@ def run_demo(workdir: Path, settings: Settings, quiet: bool = False, train_minut
         )
         print(closing_line(means, int(means.loc["model", "files"])))
     return 0 if beats and not summary.failed else 1
-

@@ -218,10 +218,7 @@ def _active_power_spectrum(segments: list[np.ndarray], n_fft: int) -> tuple[np.n
     window_energy = float(np.sum(window.astype(np.float64) ** 2))
     # pass 1: every frame's energy, to find the loud ones
     window_squared = np.square(window)
-    energies = [
-        np.concatenate([(np.square(block) @ window_squared).sum(axis=1, dtype=np.float64) for block in _frame_blocks(segment, n_fft)])
-        for segment in segments
-    ]
+    energies = [np.concatenate([(np.square(block) @ window_squared).sum(axis=1, dtype=np.float64) for block in _frame_blocks(segment, n_fft)]) for segment in segments]
     all_energies = np.concatenate(energies)
     audible = all_energies[all_energies > 0]
     if audible.size == 0:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-INSTALL = "pip install -e \".[cluster]\" (or pip install \"dask[distributed]\")"
+INSTALL = 'pip install -e ".[cluster]" (or pip install "dask[distributed]")'
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -89,7 +89,8 @@ def _check_outputs(client: "Client", folders: Sequence[Path], setting: str) -> N
         blind = sorted(w for w, ok in seen.items() if not ok)
         if blind:
             raise ClusterError(
-                f"{folder}: the Dask worker {blind[0]}" + (f" (and {len(blind) - 1} more)" if len(blind) > 1 else "")
+                f"{folder}: the Dask worker {blind[0]}"
+                + (f" (and {len(blind) - 1} more)" if len(blind) > 1 else "")
                 + f" does not see this folder; with {setting}.backend=dask it must be on a file system that every machine mounts at the same path"
             )
 
@@ -181,14 +182,7 @@ def as_finished(client: "Client", fn: Callable[..., R], items: Sequence[T], on_e
             client.cancel([f for f in futures if not f.done()])
 
 
-def dask_map(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    address: str | None,
-    on_error: Callable[[T, str], R],
-    setting: str = "data",
-    outputs: Sequence[Path] = (),
-) -> Iterator[R]:
+def dask_map(fn: Callable[[T], R], items: Sequence[T], address: str | None, on_error: Callable[[T, str], R], setting: str = "data", outputs: Sequence[Path] = ()) -> Iterator[R]:
     """``fn(item)`` for every item on the workers of the scheduler at ``address``, in completion
     order; see :func:`as_finished` for failures and :func:`dask_client` for the rest."""
     with dask_client(address, setting, outputs) as client:

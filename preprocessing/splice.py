@@ -133,7 +133,7 @@ def find_sources(input_dir: str | Path, talk_from: str = "file", exclude: Path |
     else:
         parents = [Path(r).parent for r in rels]
         talks = unique([p.name or input_dir.resolve().name for p in parents], [str(p) for p in parents])
-        keys = [f"{t}__{k}" for t, k in zip(talks, unique([Path(r).stem for r in rels], [_safe(str(Path(r).with_suffix(''))) for r in rels]))]
+        keys = [f"{t}__{k}" for t, k in zip(talks, unique([Path(r).stem for r in rels], [_safe(str(Path(r).with_suffix(""))) for r in rels]))]
     return [Source(path, rel, talk, key) for (path, rel), talk, key in zip(found, talks, keys)]
 
 
@@ -185,7 +185,8 @@ def splice_source(source: Source, settings: DataSettings, output_dir: Path) -> S
     # a recording narrower than the clips' band would teach the model an empty high band
     band = measure_file_bandwidth(source.path)
     if not band.silent and band.cutoff_hz < settings.min_band_hz:
-        return SourceResult(source, "failed", f"its content ends at {band.cutoff_hz / 1000:.2f} kHz, below data.min_bandwidth_hz ({settings.min_band_hz:g} Hz): it would teach an empty high band", seconds_in)
+        why = f"its content ends at {band.cutoff_hz / 1000:.2f} kHz, below data.min_bandwidth_hz ({settings.min_band_hz:g} Hz): it would teach an empty high band"
+        return SourceResult(source, "failed", why, seconds_in)
     ext = settings.audio_format
     hr_dir, lr_dir = output_dir / "hr" / _safe(source.talk), output_dir / "lr" / _safe(source.talk)
     starts = clip_starts(len(audio), settings)
@@ -290,12 +291,9 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
                 check_backend(settings.dask_address, "data")  # no Dask or no address: said before any bar
             except ClusterError as e:
                 raise SpliceError(str(e)) from None
-            work = parallel_map(
-                partial(splice_source, settings=settings, output_dir=output_dir.absolute()),
-                [replace(s, path=s.path.absolute()) for s in sources],
-                desc="splice", unit=unit[:-1], quiet=quiet, dask_address=settings.dask_address or "",
-                on_error=lambda s, why: SourceResult(s, "failed", why), setting="data", outputs=[output_dir],
-            )
+            cluster = {"dask_address": settings.dask_address or "", "on_error": lambda s, why: SourceResult(s, "failed", why), "setting": "data", "outputs": [output_dir]}
+            absolute = [replace(s, path=s.path.absolute()) for s in sources]
+            work = parallel_map(partial(splice_source, settings=settings, output_dir=output_dir.absolute()), absolute, desc="splice", unit=unit[:-1], quiet=quiet, **cluster)
         else:
             work = parallel_map(lambda s: splice_source(s, settings, output_dir), sources, settings.n_jobs, desc="splice", unit=unit[:-1], quiet=quiet)
         try:

@@ -23,10 +23,7 @@ import scipy.signal
 from .audio import write_audio
 
 # (F1, F2, F3) in Hz of a few vowels of an adult male; scaled per speaker
-_VOWELS = np.array(
-    [[730, 1090, 2440], [270, 2290, 3010], [530, 1840, 2480], [570, 840, 2410], [300, 870, 2240], [660, 1720, 2410], [490, 1350, 1690]],
-    dtype=np.float64,
-)
+_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [530, 1840, 2480], [570, 840, 2410], [300, 870, 2240], [660, 1720, 2410], [490, 1350, 1690]], dtype=np.float64)
 
 
 def _resonator(freq: float, bandwidth: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:

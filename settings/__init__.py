@@ -20,7 +20,22 @@ from .schema import (
 )
 
 __all__ = [
-    "LOWRES_METHODS", "MODEL_NAMES", "SETTINGS_MODELS", "AugmentSettings", "BweSettings", "DataSettings", "LowresMethod", "ModelName",
-    "ModelSettings", "Settings", "SettingsError", "Splits", "TrainingSettings", "UNetSettings", "UpsamplingSettings",
-    "load_settings", "parse_override", "write_default_settings",
+    "LOWRES_METHODS",
+    "MODEL_NAMES",
+    "SETTINGS_MODELS",
+    "AugmentSettings",
+    "BweSettings",
+    "DataSettings",
+    "LowresMethod",
+    "ModelName",
+    "ModelSettings",
+    "Settings",
+    "SettingsError",
+    "Splits",
+    "TrainingSettings",
+    "UNetSettings",
+    "UpsamplingSettings",
+    "load_settings",
+    "parse_override",
+    "write_default_settings",
 ]

@@ -71,15 +71,9 @@ class DataSettings(_Strict):
     split_by: Literal["talk", "clip"] = "talk"
     seed: int = 0
     audio_format: Literal["flac", "wav"] = "flac"
-    min_bandwidth_hz: float | None = Field(
-        None, ge=0, description="splice refuses a recording whose measured content ends below this (Hz); null: 0.85 of sample_rate / 2; 0: no check"
-    )
-    backend: Literal["local", "dask"] = Field(
-        "local", description="where splice runs: local = this machine (n_jobs); dask = the workers of the Dask scheduler at dask_address"
-    )
-    dask_address: str | None = Field(
-        None, min_length=1, description="the Dask scheduler for backend=dask, tcp://HOST:PORT; every worker must see input_dir and output_dir at the same paths"
-    )
+    min_bandwidth_hz: float | None = Field(None, ge=0, description="splice refuses a recording whose measured content ends below this (Hz); null: 0.85 of sample_rate / 2; 0: no check")
+    backend: Literal["local", "dask"] = Field("local", description="where splice runs: local = this machine (n_jobs); dask = the workers of the Dask scheduler at dask_address")
+    dask_address: str | None = Field(None, min_length=1, description="the Dask scheduler for backend=dask, tcp://HOST:PORT; every worker must see input_dir and output_dir at the same paths")
 
     @model_validator(mode="after")
     def _whole_samples(self) -> "DataSettings":
@@ -205,26 +199,25 @@ class TrainingSettings(_Strict):
     stft_weight: float = Field(0.0, ge=0)
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val loss")
     lr_decay_steps: int | None = Field(None, ge=1, description="steps of the cosine decay; null = the run's length (epochs, capped by max_steps)")
-    lowres_methods: list[LowresMethod] = Field(
-        default_factory=list,
-        description="low-res methods to train on, one drawn per example and made from the high-res clip; [] = the stored low-res files",
-    )
+    lowres_methods: list[LowresMethod] = Field(default_factory=list, description="low-res methods to train on, one drawn per example and made from the high-res clip; [] = the stored low-res files")
     gain_db: tuple[float, float] = Field((0.0, 0.0), description="random gain range (dB) applied to each training pair; (0, 0) = none")
     speed: tuple[float, float] = Field(
         (1.0, 1.0),
         description="random speed range applied to each training clip before its input is made (as `sox speed`: pitch, formants and tempo "
         "scale together; a new voice from the same recording); (1, 1) = none. Needs lowres_methods and crop_seconds",
     )
-    crop_seconds: float | None = Field(
-        None, gt=0, description="train on a window of this length at a random offset in each clip (after the speed change); null = whole clips"
-    )
+    crop_seconds: float | None = Field(None, gt=0, description="train on a window of this length at a random offset in each clip (after the speed change); null = whole clips")
     talk_sampling_power: float = Field(
-        1.0, ge=0, le=1,
+        1.0,
+        ge=0,
+        le=1,
         description="draw training clips so that a talk's (speaker's) share is its duration to this power: 1 = every clip equally "
         "(a long talk as often as it is long), 0 = every talk equally, 0.5 between; an epoch keeps its number of clips",
     )
     ema_decay: float | None = Field(
-        None, gt=0, lt=1,
+        None,
+        gt=0,
+        lt=1,
         description="keep an exponential moving average of the weights (per step; 0.999 spans about the last 1000 steps): validation, "
         "best.pt and inference use the average; null = the weights as trained",
     )
@@ -235,11 +228,10 @@ class TrainingSettings(_Strict):
         "its family, architecture and rates must be this run's; the optimiser, schedule and step count start afresh",
     )
     cache_gb: float = Field(2.0, ge=0, description="keep decoded clips in memory when a split fits in this many GB; 0 = read from disk")
-    max_minutes: float | None = Field(
-        None, gt=0, description="stop after the first validation past this many minutes of this command (a time-boxed job; --resume goes on)"
-    )
+    max_minutes: float | None = Field(None, gt=0, description="stop after the first validation past this many minutes of this command (a time-boxed job; --resume goes on)")
     checkpoint_every: int | None = Field(
-        500, ge=1,
+        500,
+        ge=1,
         description="also write last.pt every this many steps between validations, so that a run killed mid-epoch loses at most "
         "that many steps (--resume continues exactly, mid-epoch); null = only at validations",
     )
@@ -268,14 +260,10 @@ class UpsamplingSettings(_Strict):
     context_seconds: float = Field(0.25, ge=0, description="extra input each side of a chunk, seen by the model and discarded")
     batch_size: int | None = Field(None, ge=1, le=4096, description="model rows per forward pass (chunks x channels); null: 8 on a CPU, 64 on a GPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool | Literal["auto"] = Field(
-        "auto", description="run the model under bfloat16 autocast; auto: on a GPU, for models that keep their signal path in float32 (bwe)"
-    )
+    bf16: bool | Literal["auto"] = Field("auto", description="run the model under bfloat16 autocast; auto: on a GPU, for models that keep their signal path in float32 (bwe)")
     workers: int | None = Field(None, ge=1, description="files upsampled at once; null: 1 on a CPU (torch uses every core), 4 on a GPU")
     output_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = "PCM_16"
-    band_gain: float = Field(
-        1.0, ge=0, le=2, description="bwe models: scale what the model adds to the band-limited input (1: as trained; 0.25 beat sinc on SNR, LSD, ViSQOL and PESQ-WB, see README)"
-    )
+    band_gain: float = Field(1.0, ge=0, le=2, description="bwe models: scale what the model adds to the band-limited input (1: as trained; 0.25 beat sinc on SNR, LSD, ViSQOL and PESQ-WB, see README)")
     backend: Literal["local", "dask"] = Field(
         "local", description="where upsample runs: local = this machine (workers); dask = the workers of the Dask scheduler at dask_address, each loading a model once"
     )
@@ -292,12 +280,7 @@ class UpsamplingSettings(_Strict):
         return v
 
 
-SETTINGS_MODELS: dict[str, type[_Strict]] = {
-    "data": DataSettings,
-    "model": ModelSettings,
-    "training": TrainingSettings,
-    "upsampling": UpsamplingSettings,
-}
+SETTINGS_MODELS: dict[str, type[_Strict]] = {"data": DataSettings, "model": ModelSettings, "training": TrainingSettings, "upsampling": UpsamplingSettings}
 
 
 class Settings(BaseModel):
@@ -309,5 +292,3 @@ class Settings(BaseModel):
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
     upsampling: UpsamplingSettings = UpsamplingSettings()
-
-

@@ -7,32 +7,13 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from audio_superres.preprocessing.augment import (
-    OFF,
-    ON_RECIPE,
-    PEAK,
-    ROOM_ONSET_S,
-    Augmentation,
-    Draw,
-    apply,
-    augment,
-    biquad,
-    draw,
-    room_response,
-)
+from audio_superres.preprocessing.augment import OFF, ON_RECIPE, PEAK, ROOM_ONSET_S, Augmentation, Draw, apply, augment, biquad, draw, room_response
 
 SR = 16000
 ALL_ON = Augmentation(p_tilt=1.0, p_eq=1.0, p_room=1.0, p_noise=1.0, p_level=1.0)
 ALONE = {p: Augmentation(**{p: 1.0}) for p in ("p_tilt", "p_eq", "p_room", "p_noise", "p_level")}
 # wider than any recipe: EQ boosts and gains that push the peak past full scale
-HARSH = dataclasses.replace(
-    ALL_ON,
-    tilt_db_per_octave=(-6.0, 6.0),
-    eq_gain_db=(-15.0, 15.0),
-    drr_db=(-5.0, 5.0),
-    rt60_s=(0.05, 1.5),
-    level_db=(-10.0, 20.0),
-)
+HARSH = dataclasses.replace(ALL_ON, tilt_db_per_octave=(-6.0, 6.0), eq_gain_db=(-15.0, 15.0), drr_db=(-5.0, 5.0), rt60_s=(0.05, 1.5), level_db=(-10.0, 20.0))
 
 
 def white(seconds: float = 2.0, amplitude: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -124,11 +105,7 @@ def test_draws_stay_in_their_ranges_and_fire_at_their_rates():
         assert d.tilt_db_per_octave is None or within(d.tilt_db_per_octave, r.tilt_db_per_octave)
         assert not d.eq or within(len(d.eq), r.eq_bands)
         for kind, f0, gain, q in d.eq:
-            assert (
-                within(f0, r.eq_freq_hz)
-                and within(gain, r.eq_gain_db)
-                and (within(q, r.eq_q) if kind == "peak" else q == 2**-0.5)
-            )
+            assert within(f0, r.eq_freq_hz) and within(gain, r.eq_gain_db) and (within(q, r.eq_q) if kind == "peak" else q == 2**-0.5)
         assert d.room is None or (within(d.room[0], r.rt60_s) and within(d.room[1], r.drr_db))
         assert d.noise is None or within(d.noise[0], r.noise_db)
         assert d.level_db is None or within(d.level_db, r.level_db)

@@ -11,11 +11,7 @@ import scipy.signal
 import soundfile as sf
 import soxr
 
-from audio_superres.preprocessing.bandwidth import (
-    Bandwidth,
-    measure_bandwidth,
-    measure_file_bandwidth,
-)
+from audio_superres.preprocessing.bandwidth import Bandwidth, measure_bandwidth, measure_file_bandwidth
 
 
 def speech_like(seconds: float, rate: int, seed: int = 0, formant_db: float = 0.0, roll_off_hz: float | None = None) -> np.ndarray:
@@ -70,18 +66,7 @@ def assert_cutoff_near(measured: Bandwidth, true_hz: float) -> None:
     assert abs(measured.cutoff_hz - true_hz) <= tolerance, f"measured {measured.cutoff_hz:.0f} Hz, true {true_hz:.0f} Hz"
 
 
-RATES_AND_CUTOFFS = [
-    (2000, 600),
-    (8000, 1000),
-    (8000, 3000),
-    (16000, 2000),
-    (16000, 4000),
-    (16000, 6000),
-    (44100, 11000),
-    (44100, 16000),
-    (48000, 20000),
-    (96000, 40000),
-]
+RATES_AND_CUTOFFS = [(2000, 600), (8000, 1000), (8000, 3000), (16000, 2000), (16000, 4000), (16000, 6000), (44100, 11000), (44100, 16000), (48000, 20000), (96000, 40000)]
 FLOORS = [None, ("white", 60), ("white", 80), ("pink", 60), ("pink", 80)]
 
 

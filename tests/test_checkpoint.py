@@ -142,10 +142,7 @@ def test_weights_that_do_not_fit_the_settings(tmp_path):
         load_model(tmp_path / "d.pt")
 
 
-@pytest.mark.parametrize(
-    "field, value",
-    [("family", 5), ("model", "audiounet"), ("data", [16000, 4]), ("model_state", []), ("model_state", {"w": [1.0]})],
-)
+@pytest.mark.parametrize("field, value", [("family", 5), ("model", "audiounet"), ("data", [16000, 4]), ("model_state", []), ("model_state", {"w": [1.0]})])
 def test_damaged_fields_are_one_line_naming_the_field(tmp_path, field, value):
     checkpoint = training_checkpoint(tiny())
     torch.save({"format": "audio-superres-checkpoint", "version": 1, **checkpoint, field: value}, tmp_path / "c.pt")

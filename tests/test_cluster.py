@@ -101,7 +101,7 @@ def test_without_dask_one_line_error_says_how_to_install(tmp_path, monkeypatch, 
     sets = ["--settings", str(empty_settings(tmp_path / "none")), "--set", f"data.input_dir={corpus}", "--set", f"data.output_dir={tmp_path / 'clips'}"]
     assert main(["splice", *sets, "--set", "data.backend=dask", "--set", "data.dask_address=tcp://127.0.0.1:8786", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: data.backend=dask needs Dask, which is not installed: pip install -e \".[cluster]\" (or pip install \"dask[distributed]\")\n"
+    assert err == 'error: data.backend=dask needs Dask, which is not installed: pip install -e ".[cluster]" (or pip install "dask[distributed]")\n'
     assert main(["upsample", str(corpus), "-o", str(tmp_path / "up"), "--set", "upsampling.backend=dask", "-q"]) == 2
     assert capsys.readouterr().err.startswith("error: upsampling.backend=dask needs Dask, which is not installed: pip install")
 

@@ -34,12 +34,7 @@ def save_tiny_checkpoint(path: Path, width: int = 2, depth: int = 2, seed: int =
     model = build_model(settings, FACTOR)
     save_checkpoint(
         path,
-        {
-            "family": settings.name,
-            "model": settings.model_dump(mode="json"),
-            "data": {"sample_rate": HIGH, "factor": FACTOR, "low_rate": LOW, "lowres": ["soxr"]},
-            "model_state": model.state_dict(),
-        },
+        {"family": settings.name, "model": settings.model_dump(mode="json"), "data": {"sample_rate": HIGH, "factor": FACTOR, "low_rate": LOW, "lowres": ["soxr"]}, "model_state": model.state_dict()},
     )
     return path
 

@@ -76,7 +76,7 @@ def test_no_import_cycle_between_modules():
             if nxt.startswith(node + ".") or node.startswith(nxt + "."):
                 continue  # a package and its own modules (re-exports in __init__)
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]) if nxt in trail else f"{node} -> {nxt}")
+                cycles.append(" -> ".join(trail[trail.index(nxt) :] + [nxt]) if nxt in trail else f"{node} -> {nxt}")
             elif nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = 2

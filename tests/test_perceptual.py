@@ -12,14 +12,7 @@ import pytest
 import scipy.signal
 
 from audio_superres.pipeline.evaluation import perceptual
-from audio_superres.pipeline.evaluation.perceptual import (
-    LATTICE,
-    MISSING_HINT,
-    POLYNOMIAL,
-    available,
-    perceptual_scores,
-    visqol_mapping,
-)
+from audio_superres.pipeline.evaluation.perceptual import LATTICE, MISSING_HINT, POLYNOMIAL, available, perceptual_scores, visqol_mapping
 from audio_superres.preprocessing.synth import synth_speech
 
 RATE = 16000

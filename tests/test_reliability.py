@@ -119,7 +119,11 @@ def run_on_full_disk(mount: Path, size_kb: int, *args: str) -> tuple[int, str, P
     script = 'mount -t tmpfs -o size="$1"k tmpfs "$2" || exit 99; m=$2; c=$3; shift 3; "$@"; rc=$?; cp -a "$m"/. "$c"/ || exit 98; exit $rc'
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script, "sh", str(size_kb), str(mount), str(left), sys.executable, "-m", "audio_superres.pipeline.cli", *args],
-        cwd=REPO, env=CHILD_ENV, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode not in (98, 99), done.stderr
     return done.returncode, done.stderr, left
@@ -328,9 +332,7 @@ def test_second_splice_on_the_same_folder_is_refused(talks, reference_clips, tmp
     code = main(args)
     still_running = first.poll() is None
     assert code == 2 and still_running
-    assert error_lines(capsys.readouterr().err) == [
-        f"error: {out}: another splice is writing to this folder (lock {out / '.lock'} is held); wait for it or pick another data.output_dir"
-    ]
+    assert error_lines(capsys.readouterr().err) == [f"error: {out}: another splice is writing to this folder (lock {out / '.lock'} is held); wait for it or pick another data.output_dir"]
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
     assert (out / "manifest.csv").read_text() == (reference_clips / "manifest.csv").read_text()

@@ -83,8 +83,17 @@ def test_page_has_table_players_and_local_assets_only(eval_dir, tmp_path):
 def test_page_renders_in_headless_chromium(eval_dir, tmp_path):
     index = build_report(eval_dir, tmp_path / "report", quiet=True)
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", index.resolve().as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        index.resolve().as_uri(),
     ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
     page = _parse(dom)  # the DOM as the browser built it, not the file as written

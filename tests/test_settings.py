@@ -25,7 +25,7 @@ def test_repo_files_show_the_defaults():
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
-    s = load_settings(tmp_path, ["data.factor=2", "data.input_dir=/corpora/ted", "data.splits={\"train\":0.8,\"val\":0.1,\"test\":0.1}", "data.hop_seconds=1.0"])
+    s = load_settings(tmp_path, ["data.factor=2", "data.input_dir=/corpora/ted", 'data.splits={"train":0.8,"val":0.1,"test":0.1}', "data.hop_seconds=1.0"])
     assert s.data.factor == 2 and isinstance(s.data.factor, int)
     assert s.data.input_dir == Path("/corpora/ted")
     assert s.data.splits.train == 0.8 and s.data.hop == 1.0

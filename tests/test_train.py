@@ -78,7 +78,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(clips, tmp_path, extra
     # on-the-fly low-res methods and random gain: the data order and every random choice must
     # come back too, and not depend on the number of loader workers; with a moving average, both
     # it and the trained weights
-    common = ["training.epochs=2", "training.lr_decay_steps=6", "training.lowres_methods=[\"soxr\",\"subsample\",\"decimate\"]", "training.gain_db=[-6,0]", *extra]
+    common = ["training.epochs=2", "training.lr_decay_steps=6", 'training.lowres_methods=["soxr","subsample","decimate"]', "training.gain_db=[-6,0]", *extra]
     whole = train_module.train(settings_for(clips, tmp_path / "whole", *common), quiet=True)
     assert whole.steps == 6
 
@@ -191,9 +191,9 @@ def test_nan_loss_in_a_row_stops_and_keeps_the_last_good_checkpoint(clips, tmp_p
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("training.lowres_methods=[\"soxr\",\"fft\"]", "--set training.lowres_methods"),
+        ('training.lowres_methods=["soxr","fft"]', "--set training.lowres_methods"),
         ("training.gain_db=[6,-6]", "gain_db must be [low, high]"),
-        ("training.lowres_methods=[\"soxr\",\"soxr\"]", "lists a method twice"),
+        ('training.lowres_methods=["soxr","soxr"]', "lists a method twice"),
         ("training.batch_size=0", "--set training.batch_size"),
         ("training.pitch=2", "--set training.pitch: unknown key"),
         ("training.speed=[0,1.1]", "speed must be [low, high] with 0 < low <= high"),

@@ -68,13 +68,7 @@ def reconstruct(hr: np.ndarray, up: Upsampler, plan: ChunkPlan, lowres: str) -> 
     (made by ``lowres``), and the ``model``, ``sinc`` and ``cubic`` reconstructions of it."""
     f, low = up.factor, up.low_rate
     lr = to_pcm16(make_lowres(hr, f, lowres, up.high_rate))
-    return {
-        "highres": hr,
-        "lowres": lr,
-        "model": to_pcm16(upsample_array(lr, up, plan)),
-        "sinc": to_pcm16(upsample_sinc(lr, f, low)),
-        "cubic": to_pcm16(upsample_cubic(lr, f)),
-    }
+    return {"highres": hr, "lowres": lr, "model": to_pcm16(upsample_array(lr, up, plan)), "sinc": to_pcm16(upsample_sinc(lr, f, low)), "cubic": to_pcm16(upsample_cubic(lr, f))}
 
 
 def perceptual_plan(wanted: bool, rate: int) -> tuple[bool, str | None]:
@@ -202,15 +196,9 @@ def perceptual_cell(row: pd.Series, figure: str) -> str:
 
 def markdown_table(summary: pd.DataFrame) -> str:
     shown = shown_perceptual(summary)
-    lines = [
-        "| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |" + "".join(f" {PERCEPTUAL_LABELS[f]} |" for f in shown),
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(shown),
-    ]
+    lines = ["| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |" + "".join(f" {PERCEPTUAL_LABELS[f]} |" for f in shown), "|---|---:|---:|---:|---:|---:|" + "---:|" * len(shown)]
     for system, r in summary.iterrows():
-        lines.append(
-            f"| {system} | {int(r['files'])} | {r['snr']:.2f} | {r['lsd']:.3f} | {r['lsd_hf']:.3f} | {r['lsd_vs_sinc']:.3f} |"
-            + "".join(f" {perceptual_cell(r, f)} |" for f in shown)
-        )
+        lines.append(f"| {system} | {int(r['files'])} | {r['snr']:.2f} | {r['lsd']:.3f} | {r['lsd_hf']:.3f} | {r['lsd_vs_sinc']:.3f} |" + "".join(f" {perceptual_cell(r, f)} |" for f in shown))
     return "\n".join(lines)
 
 
@@ -267,8 +255,7 @@ def evaluate(
         print(f"note: {note}", file=sys.stderr)
     start = time.perf_counter()
     scores = evaluate_files(
-        up, up.factor, up.low_rate, lowres, paths, names=names, settings=settings, trim_seconds=trim_seconds, on_file=keep,
-        perceptual=perceptual, perceptual_seconds=perceptual_seconds, quiet=quiet,
+        up, up.factor, up.low_rate, lowres, paths, names=names, settings=settings, trim_seconds=trim_seconds, on_file=keep, perceptual=perceptual, perceptual_seconds=perceptual_seconds, quiet=quiet
     )
     errors = scores.attrs["errors"]
     if scores.empty:
@@ -302,8 +289,5 @@ def evaluate(
     atomic_write_text(out_dir / "eval.json", json.dumps(meta, indent=2) + "\n")
     if not quiet:
         print(table)
-        print(
-            f"evaluate: {meta['files']} file(s), {meta['seconds'] / 60:.1f} min of audio, {len(errors)} failed, "
-            f"in {time.perf_counter() - start:.1f} s -> {out_dir}"
-        )
+        print(f"evaluate: {meta['files']} file(s), {meta['seconds'] / 60:.1f} min of audio, {len(errors)} failed, in {time.perf_counter() - start:.1f} s -> {out_dir}")
     return EvaluateResult(scores, summary, out_dir, errors, table)

@@ -134,9 +134,7 @@ def perceptual_scores(reference: np.ndarray, degraded: np.ndarray, rate: int = R
     shape mismatch or a non-finite sample.
     """
     if rate != RATE:
-        raise ValueError(
-            f"perceptual scores are defined at {RATE} Hz here, got {rate} Hz: resample both signals to {RATE} Hz first"
-        )
+        raise ValueError(f"perceptual scores are defined at {RATE} Hz here, got {rate} Hz: resample both signals to {RATE} Hz first")
     ref = np.asarray(reference, dtype=np.float64)
     deg = np.asarray(degraded, dtype=np.float64)
     if ref.ndim != 1 or ref.shape != deg.shape:

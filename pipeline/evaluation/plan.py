@@ -79,13 +79,7 @@ def split_test_sources(data: DataSettings) -> list[Path]:
     return paths
 
 
-def plan_evaluation(
-    data: DataSettings,
-    trained_on: str | Sequence[str],
-    *,
-    input_dir: str | Path | None = None,
-    lowres: str | None = None,
-) -> EvaluationPlan:
+def plan_evaluation(data: DataSettings, trained_on: str | Sequence[str], *, input_dir: str | Path | None = None, lowres: str | None = None) -> EvaluationPlan:
     """The files, names, trim and low-res method of an evaluation (module docstring): the audio
     files under ``input_dir`` when given, else the test split's source recordings (``data``).
     ``trained_on`` is the checkpoint's ``data.lowres``; ``lowres`` overrides it. Raises

@@ -66,17 +66,11 @@ def _perceptual_cell(r: dict, figure: str) -> str:
 
 def _summary_table(summary: list[dict]) -> str:
     shown = _shown_perceptual(summary)
-    head = (
-        "<tr><th>system</th><th>files</th><th>SNR (dB)</th><th>LSD</th><th>LSD-HF</th><th>LSD / sinc</th>"
-        + "".join(f"<th>{PERCEPTUAL_LABELS[f]}</th>" for f in shown)
-        + "</tr>"
-    )
+    head = "<tr><th>system</th><th>files</th><th>SNR (dB)</th><th>LSD</th><th>LSD-HF</th><th>LSD / sinc</th>" + "".join(f"<th>{PERCEPTUAL_LABELS[f]}</th>" for f in shown) + "</tr>"
     rows = [
         f'<tr class="{html.escape(r["system"])}"><td>{html.escape(r["system"])}</td><td class="num">{int(r["files"])}</td>'
         f'<td class="num">{_num(r["snr"], 2)}</td><td class="num">{_num(r["lsd"], 3)}</td>'
-        f'<td class="num">{_num(r["lsd_hf"], 3)}</td><td class="num">{_num(r["lsd_vs_sinc"], 3)}</td>'
-        + "".join(f'<td class="num">{html.escape(_perceptual_cell(r, f))}</td>' for f in shown)
-        + "</tr>"
+        f'<td class="num">{_num(r["lsd_hf"], 3)}</td><td class="num">{_num(r["lsd_vs_sinc"], 3)}</td>' + "".join(f'<td class="num">{html.escape(_perceptual_cell(r, f))}</td>' for f in shown) + "</tr>"
         for r in summary
     ]
     return f'<table id="summary">\n{head}\n' + "\n".join(rows) + "\n</table>"
@@ -145,9 +139,9 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
         about += f" Files: {meta['source']}."
     perceptual = meta.get("perceptual") or {}
     if perceptual.get("footnote") and _shown_perceptual(meta["summary"]):
-        perceptual_text = f"<p class=\"scores\">{html.escape(perceptual['footnote'])}</p>"
+        perceptual_text = f'<p class="scores">{html.escape(perceptual["footnote"])}</p>'
     elif perceptual.get("note"):
-        perceptual_text = f"<p class=\"scores\">No perceptual scores: {html.escape(perceptual['note'])}.</p>"
+        perceptual_text = f'<p class="scores">No perceptual scores: {html.escape(perceptual["note"])}.</p>'
     else:
         perceptual_text = ""
     panels = ", ".join(samples[0].get("signals", OLD_PANELS)) if samples else ", ".join(SIGNAL_LABELS[k] for k in SIGNALS)
@@ -164,12 +158,12 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
 <p class="about">{html.escape(about)}</p>
 <h2>Summary (mean over files)</h2>
 {_summary_table(meta["summary"])}
-<p class="scores">SNR: higher is better. LSD and LSD-HF (above {html.escape(str(meta.get('low_rate', 0) / 2000))} kHz, the band the model
+<p class="scores">SNR: higher is better. LSD and LSD-HF (above {html.escape(str(meta.get("low_rate", 0) / 2000))} kHz, the band the model
 invents): lower is better. LSD / sinc: the model's log-spectral distance as a fraction of band-limited resampling's.</p>
 {perceptual_text}
 <h2>Samples</h2>
 <p class="scores">Excerpts of the same signals to listen to and to look at: players and spectrograms (left to right) of {html.escape(panels)}.</p>
-{chr(10).join(sections) if sections else '<p>No samples: run <code>pipeline evaluate --figures N</code> with N &gt; 0.</p>'}
+{chr(10).join(sections) if sections else "<p>No samples: run <code>pipeline evaluate --figures N</code> with N &gt; 0.</p>"}
 </body>
 </html>
 """

@@ -10,6 +10,20 @@ from .folders import output_suffix, plan_outputs
 from .upsample import UpsampleSummary, upsample_paths
 
 __all__ = [
-    "ALIGN", "ChunkPlan", "FileResult", "copy_file", "output_suffix", "UpsampleError", "UpsampleSummary", "Upsampler", "find_checkpoint", "load_upsampler",
-    "plan_outputs", "read_lowrate_blocks", "upsample_array", "upsample_file", "upsample_paths", "upsample_stream",
+    "ALIGN",
+    "ChunkPlan",
+    "FileResult",
+    "copy_file",
+    "output_suffix",
+    "UpsampleError",
+    "UpsampleSummary",
+    "Upsampler",
+    "find_checkpoint",
+    "load_upsampler",
+    "plan_outputs",
+    "read_lowrate_blocks",
+    "upsample_array",
+    "upsample_file",
+    "upsample_paths",
+    "upsample_stream",
 ]

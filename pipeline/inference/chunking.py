@@ -71,9 +71,7 @@ def _fades(n: int) -> tuple[np.ndarray, np.ndarray]:
     return fade_in, 1.0 - fade_in
 
 
-def upsample_stream(
-    blocks: Iterable[np.ndarray], channels: int, up: Upsampler, plan: ChunkPlan, write: Callable[[np.ndarray], None], progress: Callable[[int], None] = lambda n: None
-) -> int:
+def upsample_stream(blocks: Iterable[np.ndarray], channels: int, up: Upsampler, plan: ChunkPlan, write: Callable[[np.ndarray], None], progress: Callable[[int], None] = lambda n: None) -> int:
     """Upsample a stream of low-rate blocks ``(m, channels)`` and pass the output, in order, to
     ``write`` as ``(k, channels)`` blocks; ``progress`` gets the low-rate samples finished each time.
     Returns the low-rate length. Holds at most one batch of windows in memory. Windows are cut at the

@@ -78,13 +78,7 @@ def _nearest_folder(path: Path) -> Path:
 
 
 def upsample_on_cluster(
-    jobs: list[Job],
-    settings: UpsamplingSettings,
-    rate: int,
-    device: str | None,
-    forced: Upsampler | None,
-    checkpoint: str | Path | None,
-    finished: Callable[[Job], None],
+    jobs: list[Job], settings: UpsamplingSettings, rate: int, device: str | None, forced: Upsampler | None, checkpoint: str | Path | None, finished: Callable[[Job], None]
 ) -> Iterator[tuple[Job, FileResult]]:
     """``(job, result)`` for every job, in the order they finish on the workers of
     ``settings.dask_address``; ``finished(job)`` is called as each one does. ``forced`` (the network

@@ -59,7 +59,7 @@ def file_samples(y: np.ndarray, subtype: str) -> np.ndarray:
     if subtype == "PCM_16":
         return pcm16_ints(y)
     if subtype == "PCM_24":  # libsndfile keeps the top 24 bits of an int32
-        return (np.clip(np.round(y * 8388608.0), -8388608, 8388607).astype(np.int32) << 8)
+        return np.clip(np.round(y * 8388608.0), -8388608, 8388607).astype(np.int32) << 8
     return y
 
 
@@ -120,13 +120,7 @@ def upsample_file(
     return FileResult(source, output, frames / up.low_rate, resampled_from=info.samplerate if info.samplerate != up.low_rate else None, peak=writer.peak)
 
 
-def copy_file(
-    source: str | Path,
-    output: str | Path,
-    rate: int,
-    subtype: str = "PCM_16",
-    progress: Callable[[int], None] = lambda n: None,
-) -> FileResult:
+def copy_file(source: str | Path, output: str | Path, rate: int, subtype: str = "PCM_16", progress: Callable[[int], None] = lambda n: None) -> FileResult:
     """A recording that is already wideband: copied in band to a WAV at ``rate`` (resampled with soxr
     HQ, streaming, only where the rates differ), never re-invented. Same contract as
     :func:`upsample_file`; ``progress`` gets samples at ``rate``."""

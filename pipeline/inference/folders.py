@@ -29,8 +29,6 @@ def prepare_output_folders(pairs: list[tuple[Path, Path]]) -> None:
             remove_stale_temporaries(folder, names)
 
 
-
-
 def output_suffix(rate: int) -> str:
     """``_16k`` for 16000 Hz, ``_22.05k`` for 22050: what an output beside its input is named for."""
     return f"_{rate / 1000:g}k"

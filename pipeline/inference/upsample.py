@@ -49,10 +49,7 @@ class UpsampleSummary:
     def line(self) -> str:
         speed = f" ({self.seconds / self.wall:.1f}x real time)" if self.wall > 0 and self.seconds > 0 else ""
         how = ", ".join(f"{n} {route}" for route, n in sorted(self.routes.items()))
-        return (
-            f"upsample: {self.done} file(s) done" + (f" ({how})" if how else "") + f", {self.skipped} already done, {self.failed} failed; "
-            f"{self.seconds:.1f} s of audio in {self.wall:.1f} s{speed}"
-        )
+        return f"upsample: {self.done} file(s) done" + (f" ({how})" if how else "") + f", {self.skipped} already done, {self.failed} failed; {self.seconds:.1f} s of audio in {self.wall:.1f} s{speed}"
 
 
 def _say(line: str) -> None:
@@ -161,7 +158,9 @@ def upsample_paths(
     lock = threading.Lock()
     start = time.perf_counter()
     total = round(sum(j.seconds for j in jobs), 1)
-    with tqdm(total=total, desc="upsample", unit="s", disable=quiet or not jobs or not sys.stderr.isatty(), dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]") as bar:
+    with tqdm(
+        total=total, desc="upsample", unit="s", disable=quiet or not jobs or not sys.stderr.isatty(), dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+    ) as bar:
 
         def advance(seconds: float) -> None:
             with lock:

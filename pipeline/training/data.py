@@ -202,10 +202,7 @@ class ClipDataset(Dataset):
             shortest = float(rows["seconds"].min())
             # the speed is rounded to a ratio of small integers (change_speed): 1% to spare
             if self.crop > int(shortest * sample_rate / self.speed[1] * (0.99 if self.speed[1] != 1.0 else 1.0)):
-                raise DataError(
-                    f"training.crop_seconds {crop_seconds:g} is longer than the shortest training clip ({shortest:g} s)"
-                    + (f" at speed {self.speed[1]:g}" if self.speed[1] != 1.0 else "")
-                )
+                raise DataError(f"training.crop_seconds {crop_seconds:g} is longer than the shortest training clip ({shortest:g} s)" + (f" at speed {self.speed[1]:g}" if self.speed[1] != 1.0 else ""))
         self.train, self.seed = train, seed
         self.clip_ids = list(rows["clip_id"])
         self.hr = ClipStore(root, list(rows["hr_path"]), cache, quiet, desc=f"caching {name} clips")

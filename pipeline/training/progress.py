@@ -15,15 +15,7 @@ from pathlib import Path
 
 import torch
 
-from audio_superres.models.checkpoint import (
-    DATA_KEYS,
-    CheckpointData,
-    TrainingCheckpoint,
-    check_weights,
-    damaged,
-    read_checkpoint,
-    set_rng_state,
-)
+from audio_superres.models.checkpoint import DATA_KEYS, CheckpointData, TrainingCheckpoint, check_weights, damaged, read_checkpoint, set_rng_state
 from audio_superres.settings import Settings
 
 from .errors import TrainingError

@@ -41,7 +41,7 @@ from audio_superres.settings import Settings, TrainingSettings
 
 from .errors import TrainingDiverged, TrainingError
 from .loaders import Clips, Loaders, make_loaders, read_clips
-from .messages import describe, epoch_line, interrupted_line  # noqa: F401  (the CLI reads interrupted_line from here)
+from .messages import TrainSummary, describe, epoch_line, interrupted_line  # noqa: F401  (the CLI reads interrupted_line from here)
 from .model import Networks, build_networks, update_ema
 from .optimiser import make_optimizer, param_groups  # noqa: F401  (param_groups: benchmarks/bench_train.py imports it from here)
 from .processes import Interrupts, Processes, broadcast, gather, setup_processes
@@ -54,24 +54,6 @@ PLOT_EVERY_S = 30.0  # curves.png is redrawn at most this often, and when the ru
 # a batch whose loss or gradient is not finite is skipped (digital silence, an odd augmentation);
 # this many in a row (across epochs and validations) means the run itself has diverged, and it stops
 MAX_BAD_STEPS_IN_A_ROW = 20
-
-
-@dataclass
-class TrainSummary:
-    run_dir: Path
-    epochs: float  # epochs done, a partial one as a fraction
-    steps: int
-    best_epoch: int | None
-    best_val_loss: float
-    val: dict = field(default_factory=dict)  # scores of the last validation
-    stopped: str = "done"  # done | max_steps | early_stop | already_done | time_limit
-    seconds: float = 0.0
-
-    def line(self) -> str:
-        best = f"best val loss {self.best_val_loss:.4g} at epoch {self.best_epoch}" if self.best_epoch is not None else "no validation"
-        last = f"; last val SNR {self.val['val_snr']:.2f} dB, LSD {self.val['val_lsd']:.3f}, LSD-HF {self.val['val_lsd_hf']:.3f}" if self.val else ""
-        why = {"done": "", "max_steps": " (max_steps reached)", "early_stop": " (early stop: patience reached)", "already_done": " (already finished; nothing to do)", "time_limit": " (training.max_minutes reached; --resume goes on)"}[self.stopped]
-        return f"train: {self.steps} steps ({self.epochs:.3g} epochs) in {self.seconds:.1f} s{why}; {best}{last}; checkpoints in {self.run_dir}"
 
 
 @dataclass
