@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from audio_superres.preprocessing.audio import AudioError, atomic_path, audio_info, pcm16_ints
+from audio_superres.preprocessing.audio import AudioError, atomic_path, audio_info, pcm16_ints, read_blocks
 
 from .adapter import Upsampler
 from .chunking import ChunkPlan, upsample_stream
@@ -27,7 +27,7 @@ def read_lowrate_blocks(path: Path, low_rate: int, block: int = READ_BLOCK) -> I
         stream = soxr.ResampleStream(rate, low_rate, channels, dtype="float32", quality="HQ") if rate != low_rate else None
         got = out = 0
         try:
-            for data in f.blocks(block, dtype="float32", always_2d=True):
+            for data in read_blocks(f, block):
                 if not np.isfinite(data).all():
                     bad = got + int(np.argmax(~np.isfinite(data).all(axis=1)))
                     raise AudioError(path, f"holds NaN or infinite samples (first at {bad / rate:.3f} s)")
