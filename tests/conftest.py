@@ -1,14 +1,20 @@
-"""Shared helpers: generated talks (no real recordings needed) and the optional real-data folder."""
+"""Shared helpers: generated talks (no real recordings needed), the optional real-data folder, one
+torch thread for a test module, and a local Dask cluster."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from audio_superres.preprocessing import cluster as cluster_module
 from audio_superres.preprocessing.synth import synth_speech
 from audio_superres.settings import DataSettings
 
@@ -61,3 +67,63 @@ def shared_data() -> Path:
 def tone(freq: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: ``pytestmark = pytest.mark.usefixtures("one_thread")``,
+    set up before the module's own module-scoped fixtures (a run trained there and one resumed in a
+    test then do the same arithmetic). Tests run beside other processes on few cores, where torch's
+    OpenMP threads wait on each other ten times longer than one thread computes, and tiny tensors
+    gain nothing from a second thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Dask cluster for a test module: a scheduler and two worker processes of one thread each
+    on 127.0.0.1 (skipped without Dask); its address."""
+    pytest.importorskip("distributed")
+    with cluster_module.local_cluster(n_workers=2, threads=1) as address:
+        yield address
+
+
+def workers(address: str, n: int = 2) -> dict[str, int]:
+    """The worker processes' pids, once ``n`` workers are up (a killed one comes back under its nanny)."""
+    from distributed import Client
+
+    with Client(address, set_as_default=False) as client:
+        client.wait_for_workers(n, timeout=60)
+        return client.run(os.getpid)
+
+
+def same_tree(a: Path, b: Path, pattern: str) -> list[str]:
+    """The files matching ``pattern`` under ``a``, after checking that ``b`` holds the same bytes."""
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob(pattern))
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.rglob(pattern))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    return names
+
+
+def kill_one_worker_when(address: str, ready, finished) -> dict:
+    """In the background: once ``ready()``, SIGKILL one worker process (mid-file: each is busy).
+    Its nanny starts a new one, which joins the run when it is up."""
+    pid = next(iter(workers(address).values()))
+    seen: dict = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(pid, signal.SIGKILL)
+        seen["mid_run"] = ready() and not finished()
+        seen["killed"] = pid
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    seen["thread"] = thread
+    return seen

@@ -42,12 +42,7 @@ TRAIN = ["model.width=4", "model.depth=2", "training.batch_size=4", "training.nu
 HIGH, FACTOR, LOW = 16000, 4, 4000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from audio_superres.pipeline.evaluation.evaluate import evaluate
 from audio_superres.pipeline.evaluation.report import build_report
 from audio_superres.pipeline.inference import Upsampler
 
-from .conftest import write_talk
-from .test_inference import FACTOR, LOW
+from ...conftest import write_talk
+from ..conftest import FACTOR, LOW
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SIGNALS = ("highres", "lowres", "sinc", "cubic", "model")  # players and spectrogram panels, in order

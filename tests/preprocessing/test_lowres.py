@@ -4,7 +4,7 @@ import scipy.signal
 
 from audio_superres.preprocessing.lowres import make_lowres
 
-from .conftest import tone
+from ..conftest import tone
 
 SR, FACTOR = 16000, 4
 METHODS = ["soxr", "decimate", "subsample", "butterworth"]

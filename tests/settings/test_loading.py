@@ -1,12 +1,12 @@
+"""Reading the settings (:mod:`audio_superres.settings.loading`): a ``--settings`` folder's files,
+``--set`` overrides, and one-line errors naming the file, the field and the problem."""
+
 import json
 from pathlib import Path
 
 import pytest
 
-from audio_superres.pipeline.cli import main
-from audio_superres.settings import SETTINGS_MODELS, DataSettings, SettingsError, load_settings
-
-from .conftest import REPO
+from audio_superres.settings import DataSettings, SettingsError, load_settings
 
 
 def test_missing_folder_is_an_error_and_no_folder_gives_defaults(tmp_path, monkeypatch):
@@ -16,12 +16,6 @@ def test_missing_folder_is_an_error_and_no_folder_gives_defaults(tmp_path, monke
     s = load_settings(None)
     assert s.data == DataSettings()
     assert s.data.low_rate == 4000 and s.data.clip_samples == 32000 and s.data.hop_samples == 32000
-
-
-def test_repo_files_show_the_defaults():
-    for name, model in SETTINGS_MODELS.items():
-        on_disk = json.loads((REPO / "settings" / f"{name}.json").read_text())
-        assert on_disk == model().model_dump(mode="json"), f"settings/{name}.json differs from the defaults in code"
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
@@ -73,10 +67,3 @@ def test_malformed_json_and_bad_set_syntax(tmp_path):
     (tmp_path / "model.json").write_text("[1, 2]")
     with pytest.raises(SettingsError, match="model.json: expected a JSON object"):
         load_settings(tmp_path)
-
-
-def test_cli_reports_settings_error_on_one_line_and_exits_2(tmp_path, capsys):
-    code = main(["split", "--settings", str(tmp_path), "--set", "data.factor=1"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.strip() == "error: --set data.factor: Input should be greater than or equal to 2"

@@ -5,7 +5,7 @@ from audio_superres.pipeline.cli import main
 from audio_superres.preprocessing.split import assign_groups, split_manifest
 from audio_superres.settings import Splits
 
-from .conftest import empty_settings
+from ..conftest import empty_settings
 
 
 def fake_manifest(clips_per_talk: dict[str, int]) -> pd.DataFrame:

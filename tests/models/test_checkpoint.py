@@ -16,7 +16,7 @@ from audio_superres.models.registry import build_model
 from audio_superres.pipeline.cli import main
 from audio_superres.settings import ModelSettings
 
-from .conftest import empty_settings, write_talk
+from ..conftest import empty_settings, write_talk
 
 DATA = {"sample_rate": 16000, "factor": 4, "low_rate": 4000, "lowres": ["soxr"]}
 

@@ -4,7 +4,7 @@ import soundfile as sf
 
 from audio_superres.preprocessing.audio import AudioError, atomic_path, read_audio, to_pcm16, write_audio
 
-from .conftest import tone
+from ..conftest import tone
 
 
 def test_channels_averaged_and_rate_converted(tmp_path):

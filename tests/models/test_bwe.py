@@ -1,4 +1,5 @@
-"""The ``bwe`` model family: lengths, the low band it must keep, training signals, dtypes."""
+"""The ``bwe`` model family (:mod:`audio_superres.models.bwe`): lengths, the low band it must keep,
+training signals, dtypes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pytest
 import torch
 
 from audio_superres.models.bwe import BandwidthExtender, sinc_kernel, sinc_upsample
-from audio_superres.models.bwe_losses import snr_hinge
 from audio_superres.models.losses import training_loss
 from audio_superres.models.registry import build_model
 from audio_superres.pipeline.evaluation.baselines import upsample_sinc
@@ -16,6 +16,8 @@ from audio_superres.preprocessing.synth import synth_speech
 from audio_superres.settings import ModelSettings
 
 FACTOR = 4
+
+
 TINY = {"hidden": 32, "blocks": 2}
 
 
@@ -124,39 +126,6 @@ def test_training_losses_are_finite_differentiable_scalars():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_snr_hinge_charges_a_prediction_worse_than_sinc_and_not_one_much_better():
-    y, lr = speech_pair(1.0, seed=7)
-    target = torch.tensor(y)[None, None]
-    sinc = torch.tensor(upsample_sinc(lr, FACTOR, 4000))[None, None]
-    model = tiny(snr_margin_db=0.0)
-    noisy = sinc + 0.5 * (target - sinc).roll(1000, dims=-1)  # a wrong high band: error above sinc's
-    near_perfect = target + 0.01 * (sinc - target)
-    hinge = lambda pred: float(snr_hinge(pred[:, 0], target[:, 0], model.factor, model.snr_margin_db))
-    assert hinge(noisy) > hinge(sinc) > hinge(near_perfect)
-    assert hinge(near_perfect) < 1e-3
-
-
-def test_lsd_loss_matches_the_metric():
-    from audio_superres.models.bwe_losses import lsd_loss
-    from audio_superres.pipeline.evaluation import metrics
-
-    y, lr = speech_pair(1.0, seed=8)
-    sinc = upsample_sinc(lr, FACTOR, 4000)
-    target, pred = torch.tensor(y)[None], torch.tensor(sinc)[None]
-    # the loss adds the 16-bit noise floor to the prediction, so compare with a 16-bit prediction
-    pcm = np.round(sinc * 32767) / 32767
-    assert float(lsd_loss(pred, target, 2048, 512, 0)) == pytest.approx(metrics.lsd(y, pcm), rel=0.05)
-
-
-@pytest.fixture
-def one_thread():
-    # tiny tensors: a second thread only adds synchronisation, and the suite shares two cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_tiny_model_overfits_one_clip_of_speech(one_thread):
     y, lr = speech_pair(0.25, seed=10)
     target, x = torch.tensor(y)[None, None], torch.tensor(lr)[None, None]
@@ -221,16 +190,3 @@ def test_its_stft_shortcuts_give_torch_stft_bins(changes):
     got = model._image_spectrum(x)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max()))
-
-
-def test_upsampler_turns_bf16_on_for_it_alone_when_auto_and_only_on_a_gpu():
-    from audio_superres.models.interpolation import Interpolator
-    from audio_superres.pipeline.inference import Upsampler
-
-    assert Upsampler(tiny(), FACTOR, 4000, bf16="auto").bf16 is False  # a CPU: float32 (bf16 was 5.6x slower on AVX2)
-    assert Upsampler(tiny(), FACTOR, 4000, bf16=True).bf16 is True
-    if torch.cuda.is_available():
-        assert Upsampler(tiny(), FACTOR, 4000, device="cuda", bf16="auto").bf16 is True
-    assert Upsampler(Interpolator(FACTOR, "cubic"), FACTOR, 4000, bf16="auto").bf16 is False
-    assert Upsampler(tiny(), FACTOR, 4000, bf16=False).bf16 is False
-    assert Upsampler(tiny(), FACTOR, 4000).batch_size == 8  # on a CPU

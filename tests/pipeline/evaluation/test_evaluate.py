@@ -1,5 +1,6 @@
-"""``pipeline evaluate``: scores against values computed by hand, the files it writes, the test split,
-the plan of files and method (``plan_evaluation``), the perceptual columns."""
+"""``pipeline evaluate`` (:mod:`audio_superres.pipeline.evaluation.evaluate`): scores against values
+computed by hand, the samples the upsample command writes, the files it writes, the command on the
+test split and on a folder, the perceptual columns."""
 
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from audio_superres.pipeline.cli import main
 from audio_superres.pipeline.evaluation import evaluate as evaluate_module
 from audio_superres.pipeline.evaluation import perceptual
 from audio_superres.pipeline.evaluation.baselines import upsample_sinc
-from audio_superres.pipeline.evaluation.evaluate import SCORE_COLUMNS, EvaluateError, evaluate, evaluate_files
-from audio_superres.pipeline.evaluation.metrics import band_energy, score, snr
-from audio_superres.pipeline.evaluation.plan import choose_lowres, plan_evaluation, split_test_sources
+from audio_superres.pipeline.evaluation.evaluate import SCORE_COLUMNS, evaluate, evaluate_files
+from audio_superres.pipeline.evaluation.metrics import score
 from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file
 from audio_superres.preprocessing.audio import to_pcm16
 from audio_superres.preprocessing.lowres import make_lowres
@@ -28,8 +28,8 @@ from audio_superres.preprocessing.splice import splice
 from audio_superres.preprocessing.split import split
 from audio_superres.settings import UpsamplingSettings
 
-from .conftest import data_settings, tone, write_talk
-from .test_inference import FACTOR, HIGH, LOW, cubic_upsampler, save_tiny_checkpoint
+from ...conftest import data_settings, tone, write_talk
+from ..conftest import FACTOR, HIGH, LOW, cubic_upsampler, save_tiny_checkpoint
 
 needs_perceptual = pytest.mark.skipif(not all(perceptual.available().values()), reason=perceptual.MISSING_HINT)
 
@@ -137,80 +137,6 @@ def test_cli_on_the_test_split_and_on_a_folder_with_a_bad_file(tmp_path, capsys)
     assert pd.read_csv(tmp_path / "eval2" / "scores.csv")["file"].nunique() == 5
 
 
-def test_missing_test_split_is_a_one_line_error(tmp_path, capsys):
-    ckpt = save_tiny_checkpoint(tmp_path / "t.pt")
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--set", f"data.output_dir={tmp_path / 'nothing'}", "-o", str(tmp_path / "e")]) == 2
-    assert "no test split" in capsys.readouterr().err
-
-
-@pytest.fixture
-def spliced(tmp_path):
-    """5 generated talks of 4 s, spliced and split: (talks folder, clips folder)."""
-    talks = tmp_path / "talks"
-    for i in range(5):
-        write_talk(talks / f"talk{i}.flac", 4.0, seed=i)
-    data = data_settings(talks, tmp_path / "clips")
-    splice(data, quiet=True)
-    split(data.output_dir, data.splits, quiet=True)
-    return talks, tmp_path / "clips"
-
-
-def test_test_split_sources_not_under_input_dir_blame_the_setting_in_one_line(spliced, tmp_path, capsys):
-    # the clips were spliced from talks/, but data.input_dir still names the default folder: the
-    # error must say so, not report every source as an unreadable file
-    talks, clips = spliced
-    ckpt = save_tiny_checkpoint(tmp_path / "t.pt")
-    code = main(["evaluate", "--checkpoint", str(ckpt), "--set", f"data.output_dir={clips}", "--set", f"data.input_dir={tmp_path / 'elsewhere'}", "-o", str(tmp_path / "e")])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1, err
-    assert "data.input_dir must name the folder the clips were spliced from (or use --input" in err
-    assert str(tmp_path / "elsewhere") in err and "none of the 1 source recordings of the test split" in err
-    assert not (tmp_path / "e").exists()
-
-
-def test_some_test_split_sources_missing_says_how_many(tmp_path):
-    (tmp_path / "clips" / "splits").mkdir(parents=True)
-    pd.DataFrame({"clip_id": ["a_0", "b_0", "b_1"], "source": ["a.flac", "sub/b.flac", "sub/b.flac"]}).to_csv(tmp_path / "clips" / "splits" / "test.csv", index=False)
-    write_talk(tmp_path / "talks" / "a.flac", 1.0)
-    with pytest.raises(EvaluateError, match=r"1 of the 2 source recordings of the test split .* \(sub/b.flac is not\); data.input_dir must name"):
-        split_test_sources(data_settings(tmp_path / "talks", tmp_path / "clips"))
-    write_talk(tmp_path / "talks" / "sub" / "b.flac", 1.0)
-    assert split_test_sources(data_settings(tmp_path / "talks", tmp_path / "clips")) == [tmp_path / "talks" / "a.flac", tmp_path / "talks" / "sub" / "b.flac"]
-
-
-def test_plan_of_the_test_split_and_of_a_folder(spliced):
-    talks, clips = spliced
-    data = data_settings(talks, clips)
-    plan = plan_evaluation(data, ["soxr"])
-    test_talks = list(pd.read_csv(clips / "splits" / "test.csv")["source"].unique())
-    assert plan.names == test_talks and plan.paths == [talks / t for t in test_talks]
-    assert plan.trim_seconds == 1.0 and plan.lowres == "soxr" and plan.note is None
-    assert "test split" in plan.source and "1 s trimmed" in plan.source
-
-    (talks / "sub").mkdir()
-    write_talk(talks / "sub" / "extra.wav", 1.0)
-    plan = plan_evaluation(data, "soxr", input_dir=talks, lowres="decimate")
-    assert plan.names == ["sub/extra.wav"] + [f"talk{i}.flac" for i in range(5)]
-    assert plan.trim_seconds == 0.0 and plan.source == str(talks)
-    assert plan.lowres == "decimate" and "trained on low-res made by soxr" in plan.note
-    with pytest.raises(EvaluateError, match="--input must be a folder"):
-        plan_evaluation(data, "soxr", input_dir=talks / "talk0.flac")
-    (talks.parent / "empty").mkdir()
-    with pytest.raises(EvaluateError, match="no audio files"):
-        plan_evaluation(data, "soxr", input_dir=talks.parent / "empty")
-
-
-def test_lowres_choice_and_its_note():
-    assert choose_lowres(["soxr"]) == ("soxr", None)
-    assert choose_lowres("decimate") == ("decimate", None)
-    method, note = choose_lowres(["soxr", "decimate"])
-    assert method == "soxr" and "trained on low-res made by soxr, decimate" in note and "--lowres" in note
-    assert choose_lowres(["soxr", "decimate"], "decimate") == ("decimate", None)
-    with pytest.raises(EvaluateError, match="pass --lowres"):
-        choose_lowres([])
-
-
 @needs_perceptual
 def test_perceptual_columns_per_file_and_in_the_summary(tmp_path, capsys):
     paths = [write_talk(tmp_path / "in" / f"t{i}.flac", 2.0, seed=i) for i in range(2)]
@@ -268,30 +194,3 @@ def test_perceptual_scores_see_the_middle_of_long_files(tmp_path, monkeypatch):
     seen.clear()
     evaluate_files(cubic_upsampler(), FACTOR, LOW, "soxr", [tmp_path / "long.wav"], perceptual_seconds=0, quiet=True)
     assert seen == [3 * HIGH] * 3  # 0: whole files
-
-
-def test_band_energy_splits_the_error_by_band():
-    rate = 16000
-    low, high = tone(500, 1.0, rate, 0.5), tone(3000, 1.0, rate, 0.25)
-    y = low + high
-    # the high tone at half its amplitude, in phase: error (0.5 a)^2, cross 0.5 a^2, in the 3-4 kHz band
-    rows = {r["band"]: r for r in band_energy(y, low + 0.5 * high, rate, (0, 2000, 3000, 4000, 8000))}
-    share = 100 * 0.25**2 / (0.5**2 + 0.25**2)  # the high tone's share of the energy: 20%
-    assert rows["3000-4000"]["truth"] == pytest.approx(share, rel=1e-6)
-    assert rows["3000-4000"]["estimate"] == pytest.approx(share * 0.25, rel=1e-6)
-    assert rows["3000-4000"]["cross"] == pytest.approx(share * 0.5, rel=1e-6)
-    assert rows["3000-4000"]["error"] == pytest.approx(share * 0.25, rel=1e-6)
-    assert rows["0-2000"]["truth"] == pytest.approx(100 - share, rel=1e-6) and rows["0-2000"]["error"] < 1e-9
-    assert rows["2000-3000"]["truth"] < 1e-9 and rows["4000-8000"]["truth"] < 1e-9
-    # the bands' errors are the whole error (Parseval), so they give the SNR
-    for estimate in (low, low + 0.5 * high, low - high, low + np.roll(high, 3)):
-        total = sum(r["error"] for r in band_energy(y, estimate, rate, (0, 2000, 8000)))
-        assert -10 * np.log10(total / 100) == pytest.approx(snr(y, estimate), abs=1e-6)
-    # an uncorrelated band of the right level doubles the error there: worse than leaving it empty
-    rng = np.random.default_rng(0)
-    truth, guess = rng.standard_normal(rate), rng.standard_normal(rate)
-    (row,) = band_energy(truth, guess, rate, (0, 8000))
-    assert row["error"] == pytest.approx(row["truth"] + row["estimate"] - 2 * row["cross"], rel=1e-9)
-    assert row["error"] == pytest.approx(2 * row["truth"], rel=0.05) and abs(row["cross"]) < 0.05 * row["truth"]
-    with pytest.raises(ValueError, match="differ in shape"):
-        band_energy(y, y[:-1], rate, (0, 8000))

@@ -12,7 +12,7 @@ from audio_superres.preprocessing import splice as splice_module
 from audio_superres.preprocessing.lowres import make_lowres
 from audio_superres.preprocessing.splice import MANIFEST_COLUMNS, SpliceError, clip_starts, find_sources, splice
 
-from .conftest import data_settings, empty_settings, tone, write_talk
+from ..conftest import data_settings, empty_settings, tone, write_talk
 
 
 @pytest.fixture
