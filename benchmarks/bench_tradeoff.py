@@ -5,6 +5,11 @@ scored with SNR, LSD, ViSQOL and PESQ-WB on the same files, to choose the point 
 
 y_g = sinc + g * (model - sinc): below the input's band the two agree (the model keeps the input's
 band), so g scales what the model adds. Each output is rounded to 16 bits, as a file would hold it.
+
+Two oracle rows bound what a better model of this kind could reach: ``level oracle``, the model's band
+with each STFT frame (32 ms, hop 8 ms) scaled to the truth's band energy in that frame (its spectral
+shape and phase kept: what a model that got the band's level right frame by frame would score), and
+``truth``, the reference itself (the ceiling of every metric).
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import scipy.signal
 
+from audio_superres.models.packaged import checkpoint_path
 from audio_superres.pipeline.evaluation.evaluate import load_highres, reconstruct
 from audio_superres.pipeline.evaluation.metrics import score
 from audio_superres.pipeline.evaluation.perceptual import perceptual_scores, visqol_mapping
@@ -23,16 +31,27 @@ from audio_superres.preprocessing.audio import to_pcm16
 from audio_superres.settings import UpsamplingSettings
 
 
+def level_oracle(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: int) -> np.ndarray:
+    """sinc + the model's band, each STFT frame scaled to the energy of the truth's band (truth - sinc) there."""
+    stft = {"fs": rate, "nperseg": rate // 1000 * 32, "noverlap": rate // 1000 * 24}
+    _, _, added = scipy.signal.stft(model - sinc, **stft)
+    _, _, wanted = scipy.signal.stft(truth - sinc, **stft)
+    scale = np.sqrt((np.abs(wanted) ** 2).sum(axis=0) / ((np.abs(added) ** 2).sum(axis=0) + 1e-20))
+    _, band = scipy.signal.istft(added * scale, **stft)
+    return sinc + band[: len(sinc)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--test-dir", type=Path, required=True)
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--model", required=True, help="a checkpoint file or a shipped model's name")
     ap.add_argument("--gains", default="0,0.25,0.5,0.75,1")
     ap.add_argument("--perceptual-seconds", type=float, default=30.0, help="ViSQOL and PESQ on the middle of each file")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-oracle", action="store_true", help="leave out the level-oracle and truth rows")
     args = ap.parse_args()
     settings = UpsamplingSettings(device=args.device)
-    up, _ = load_upsampler(args.model, settings, args.device)
+    up, _ = load_upsampler(checkpoint_path(args.model), settings, args.device)
     plan = ChunkPlan.from_settings(settings, up.low_rate)
     gains = [float(g) for g in args.gains.split(",")]
     rows = []
@@ -40,16 +59,19 @@ def main() -> None:
     for path in files:
         hr = load_highres(path, up.high_rate, up.factor)
         signals = reconstruct(hr, up, plan, "soxr")
-        for g in gains:
-            y = to_pcm16(signals["sinc"] + g * (signals["model"] - signals["sinc"]))
+        points = {f"{g:g}": signals["sinc"] + g * (signals["model"] - signals["sinc"]) for g in gains}
+        if not args.no_oracle:
+            points |= {"level oracle": level_oracle(signals["sinc"], signals["model"], hr, up.high_rate), "truth": hr}
+        for point, y in points.items():
+            y = to_pcm16(y)
             s = score(hr, y, up.high_rate, up.low_rate)
-            rows.append({"file": path.name, "corpus": path.relative_to(args.test_dir).parts[0], "gain": g, **s, **perceptual_scores(hr, y, up.high_rate, args.perceptual_seconds)})
+            rows.append({"file": path.name, "corpus": path.relative_to(args.test_dir).parts[0], "point": point, **s, **perceptual_scores(hr, y, up.high_rate, args.perceptual_seconds)})
         print(f"scored {path.name}", file=sys.stderr)
-    table = pd.DataFrame(rows).groupby("gain")[["snr", "lsd", "lsd_hf", "visqol", "pesq_wb"]].mean()
+    table = pd.DataFrame(rows).groupby("point", sort=False)[["snr", "lsd", "lsd_hf", "visqol", "pesq_wb"]].mean()
     print(f"{len(files)} files, soxr input at {up.low_rate} Hz, 16-bit outputs; ViSQOL mapping: {visqol_mapping()}")
     print("| band gain | SNR (dB) | LSD | LSD-HF | ViSQOL | PESQ-WB |\n|---:|---:|---:|---:|---:|---:|")
-    for g, r in table.iterrows():
-        print(f"| {g:g} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.visqol:.2f} | {r.pesq_wb:.2f} |")
+    for point, r in table.iterrows():
+        print(f"| {point} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.visqol:.2f} | {r.pesq_wb:.2f} |")
 
 
 if __name__ == "__main__":

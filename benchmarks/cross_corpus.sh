@@ -9,11 +9,12 @@
 #   then, where ../shared/data is, each model on the full test split, per corpus:
 #   python benchmarks/bench_quality.py --device cpu --no-rtf --model all=OUT/all_aug_best.pt ...
 #
-# Runs: all_aug (every corpus; the shipped recipe), no_ravdess_{aug,plain} and no_speechocean762_{aug,plain}
+# Runs: all_{aug,plain} (every corpus; aug is the shipped recipe), no_ravdess_{aug,plain} and no_speechocean762_{aug,plain}
 # (that corpus out of training, its validation speakers alone as the validation split; with and without
 # channel augmentation). The in-corpus against cross-corpus gap of a corpus is then read on its test
 # speakers: all_aug (trained on the corpus) against no_<corpus>_aug (never heard it).
-# Env: DATA (.gpu/speech), RUNS (runs/cross), OUT, as gpu_sweep.sh; BENCH_STEPS (30): then
+# Env: DATA (.gpu/speech), RUNS (runs/cross), OUT, as gpu_sweep.sh; AUG_SCALE (1); EXTRA (settings for every
+# run, e.g. "--set training.max_steps=4400" to compare runs of one length); BENCH_STEPS (30): then
 # benchmarks/bench_train.py on the whole GPU, the 1-GPU training throughput (0: skip).
 set -u
 minutes=$1
@@ -43,11 +44,18 @@ for held in sys.argv[2:]:
         print(f"{out.name} {name}: {len(kept)} clips, {kept.talk.nunique()} speakers, {kept.seconds.sum() / 60:.1f} min")
 EOF
 
-aug="--set training.augment.p_tilt=0.3 --set training.augment.p_eq=0.3 --set training.augment.p_room=0.15 --set training.augment.p_noise=0.3 --set training.augment.p_level=0.5"
-sweep="all_aug:$aug"
+# the packaged recipe's augmentation, its probabilities times AUG_SCALE (capped at 1; other than 1 names the
+# runs *_aug<scale>); PLAIN=1 (the default at AUG_SCALE=1) adds the same runs without augmentation
+scale=${AUG_SCALE:-1}
+aug="${EXTRA:-} "$(python3 -c "import sys; s = float(sys.argv[1]); print(' '.join(f'--set training.augment.p_{k}={min(1.0, p * s):g}' for k, p in dict(tilt=0.3, eq=0.3, room=0.15, noise=0.3, level=0.5).items()))" "$scale")
+tag=aug; [ "$scale" = 1 ] || tag=aug$scale
+plain=${PLAIN:-1}; [ "$scale" = 1 ] || plain=${PLAIN:-0}
+sweep="all_$tag:$aug"
+[ "$plain" = 1 ] && sweep="$sweep;all_plain:${EXTRA:-}"
 for held in ravdess speechocean762; do
     d="--set data.output_dir=${DATA}_no_$held"
-    sweep="$sweep;no_${held}_aug:$d $aug;no_${held}_plain:$d"
+    sweep="$sweep;no_${held}_$tag:$d $aug"
+    [ "$plain" = 1 ] && sweep="$sweep;no_${held}_plain:$d ${EXTRA:-}"
 done
 SWEEP="$sweep" VAL_TIMEOUT=0 DATA=$DATA RUNS=$RUNS OUT=$OUT bash "$(dirname "$0")/gpu_sweep.sh" "$minutes"
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from audio_superres.preprocessing.audio import AudioError, atomic_path, read_audio, to_pcm16, write_audio
 
@@ -76,3 +77,18 @@ def test_pcm16_rounding_is_what_the_file_holds(tmp_path):
     write_audio(tmp_path / "q.wav", x, 16000)
     back, _ = sf.read(str(tmp_path / "q.wav"), dtype="float32")
     assert np.array_equal(back, to_pcm16(x))
+
+
+def test_mp3_read_in_blocks_gives_the_samples_of_one_whole_read(tmp_path):
+    # python-soundfile seeks after every read, and a seek restarts the MP3 decoder: block edges came back
+    # with up to ~2000 wrong samples (zeros first), 1.9 dB of SNR lost on a real 44.1 kHz speech MP3
+    from audio_superres.preprocessing.audio import read_blocks
+    from audio_superres.preprocessing.synth import synth_speech
+
+    path = tmp_path / "speech.mp3"
+    sf.write(str(path), soxr.resample(synth_speech(12.0, 16000), 16000, 44100).astype(np.float32), 44100, format="MP3")
+    whole, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    with sf.SoundFile(str(path)) as f:
+        blocks = np.concatenate(list(read_blocks(f, 4096)))
+    assert blocks.shape == whole.shape
+    np.testing.assert_array_equal(blocks, whole)
