@@ -232,7 +232,9 @@ def _not_loadable(path: Path, error: Exception) -> str:
         head = f.read(_SNIFF_BYTES)
     kind = "torch" if head.startswith(_ZIP_MAGIC) else _pickle_kind(head)
     if kind == "torch":
-        if "Unsupported global" in str(error):
+        # torch's words vary ("Unsupported global: GLOBAL print ...", "unsupported GLOBAL posix.system whose module
+        # posix is blocked" in 2.13): either way the file imports something that is not a tensor or a plain value
+        if "unsupported global" in str(error).lower():
             return "not a valid checkpoint: it holds Python objects other than tensors and plain values, refused for safety (weights_only)"
         return f"not a valid checkpoint: unreadable as a PyTorch file ({type(error).__name__}{': ' + first if first else ''})"
     if kind == "code":

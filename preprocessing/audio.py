@@ -9,7 +9,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -17,6 +17,22 @@ import soxr
 
 MIN_RATE, MAX_RATE = 1000, 768000  # sample rates a recording can have
 AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".ogg", ".mp3", ".opus", ".aif", ".aiff")
+
+
+SNDFILE_NAME_MAX = 1023  # libsndfile keeps a file's name in 1024 bytes and refuses a longer one
+
+
+@contextlib.contextmanager
+def sound_source(path: str | Path, mode: str = "rb") -> Iterator[bytes | BinaryIO]:
+    """What to hand soundfile for ``path``, for any name the system accepts: the name as bytes (soundfile
+    encodes a str name strictly, so a name that is not UTF-8 raised UnicodeEncodeError), or, for a
+    name longer than libsndfile holds, the file opened by Python (``mode``: "rb", or "w+b" to write)."""
+    name = os.fsencode(path)
+    if len(name) <= SNDFILE_NAME_MAX:
+        yield name
+    else:
+        with open(name, mode) as raw:
+            yield raw
 
 
 class AudioError(Exception):
@@ -85,7 +101,8 @@ def audio_info(path: str | Path) -> sf._SoundFileInfo:
     elif path.suffix.lower() == ".wav":
         _check_wav_length(path, size)
     try:
-        info = sf.info(str(path))
+        with sound_source(path) as source:
+            info = sf.info(source)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioError(path, f"not a readable audio file ({_short(e)})") from None
     if not MIN_RATE <= info.samplerate <= MAX_RATE:
@@ -111,7 +128,8 @@ def read_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
     path = Path(path)
     info = audio_info(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sound_source(path) as source:
+            data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioError(path, f"cannot decode ({_short(e)})") from None
     if info.frames > 0 and len(data) < info.frames:
@@ -159,12 +177,12 @@ def to_pcm16(x: np.ndarray) -> np.ndarray:
     return pcm16_ints(x).astype(np.float32) / np.float32(32768.0)
 
 
-def audio_files_in(folder: str | Path, exclude: Iterable[Path] = (), problems: list[str] | None = None) -> list[Path]:
+def audio_files_in(folder: str | Path, exclude: Iterable[Path] = (), problems: list[tuple[str, str]] | None = None) -> list[Path]:
     """Audio files under ``folder``, recursively, sorted, each real file once (a link to a file or
     folder already taken is skipped, so a folder that links to itself is walked once, not forever).
     Hidden files and folders (temporaries) and the folders in ``exclude`` (an output folder inside
-    the input) are left out. A sub-folder that cannot be read is appended to ``problems`` as one
-    line (the caller reports it), never skipped in silence."""
+    the input) are left out. A sub-folder that cannot be read, or a link that loops or leads nowhere,
+    is appended to ``problems`` as (path, what is wrong) for the caller to report: never skipped in silence."""
     folder = Path(folder)
     skip = {Path(e).resolve() for e in exclude}
     seen_dirs: set[Path] = set()
@@ -173,14 +191,14 @@ def audio_files_in(folder: str | Path, exclude: Iterable[Path] = (), problems: l
 
     def unreadable(e: OSError) -> None:
         if problems is not None:
-            problems.append(f"{e.filename}: cannot read this folder ({e.strerror})")
+            problems.append((str(e.filename), f"cannot read this folder ({e.strerror})"))
 
     def real(path: Path) -> Path | None:
         try:
             return path.resolve(strict=True)
         except (RuntimeError, OSError):  # a link to itself, or to nothing
             if problems is not None:
-                problems.append(f"{path}: a symbolic link that loops or leads nowhere; skipped")
+                problems.append((str(path), "a symbolic link that loops or leads nowhere; skipped"))
             return None
 
     for root, dirs, files in os.walk(folder, followlinks=True, onerror=unreadable):
@@ -301,5 +319,5 @@ def write_audio(path: str | Path, x: np.ndarray, sample_rate: int, subtype: str 
         x = pcm16_ints(x)
     elif subtype.startswith("PCM"):
         x = np.clip(x, -1.0, 1.0)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), x, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or None)
+    with atomic_path(path) as tmp, sound_source(tmp, "w+b") as target:
+        sf.write(target, x, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or None)

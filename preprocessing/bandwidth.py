@@ -41,6 +41,8 @@ from os import PathLike
 import numpy as np
 import soundfile as sf
 
+from .audio import sound_source
+
 # frames this far below the loudest frames are pauses, fades or digital silence
 ACTIVE_RANGE_DB = 45.0
 # active frames quieter than this are dither or LSB noise, not content: the input counts as silent
@@ -125,7 +127,7 @@ def measure_file_bandwidth(path: str | PathLike, max_seconds: float = 30.0, exce
     (seek, then read), so time and memory stay bounded whatever its length; ``seconds`` is still the
     whole file's duration. About 0.05 s for a 10-minute 16 kHz mono FLAC. Errors from soundfile
     propagate unchanged."""
-    with sf.SoundFile(str(path)) as f:
+    with sound_source(path) as source, sf.SoundFile(source) as f:
         rate, channels, n_frames = f.samplerate, f.channels, f.frames
         budget = max(1, int(max_seconds * rate))
         if n_frames <= budget:

@@ -104,21 +104,22 @@ def _safe(name: str) -> str:
     return name.replace(os.sep, "__").replace("/", "__")
 
 
-def find_sources(input_dir: str | Path, talk_from: str = "file", exclude: Path | None = None) -> list[Source]:
+def find_sources(input_dir: str | Path, talk_from: str = "file", exclude: Path | None = None, problems: list[tuple[str, str]] | None = None) -> list[Source]:
     """Every audio file under ``input_dir`` (sorted, each real file once), with its talk and key.
 
     ``talk_from="file"``: the talk is the file stem (the relative path where stems collide).
     ``talk_from="parent"``: the talk is the folder holding the file (a speaker, as in VCTK).
-    ``exclude`` (the output folder, if it lies inside the input) is not searched.
+    ``exclude`` (the output folder, if it lies inside the input) is not searched. What cannot be
+    searched (an unreadable folder, a broken link) goes to ``problems`` as (path, what is wrong).
     """
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise SpliceError(f"{input_dir}: input folder does not exist (data.input_dir)" if not input_dir.exists() else f"{input_dir}: not a folder (data.input_dir)")
-    problems: list[str] = []
     # each real file once: TEDLIUM's legacy/ links, or any other link to a file already taken
-    paths = audio_files_in(input_dir, [exclude] if exclude is not None else [], problems)
-    if problems:
-        raise SpliceError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + "; fix the permissions or move it out of data.input_dir")
+    found_problems: list[tuple[str, str]] = [] if problems is None else problems
+    paths = audio_files_in(input_dir, [exclude] if exclude is not None else [], found_problems)
+    if problems is None and found_problems:  # no list to report them in: never skipped in silence
+        raise SpliceError("; ".join(f"{path}: {why}" for path, why in found_problems))
     found = [(path, path.relative_to(input_dir).as_posix()) for path in paths]
     found.sort(key=lambda pr: pr[1])
 
@@ -273,16 +274,20 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
     output_dir = Path(settings.output_dir)
     if output_dir.resolve() == Path(settings.input_dir).resolve():
         raise SpliceError(f"{output_dir}: data.output_dir is data.input_dir; the clips need a folder of their own (set data.output_dir)")
-    sources = find_sources(settings.input_dir, settings.talk_from, exclude=output_dir)
+    unsearchable: list[tuple[str, str]] = []  # listed in failures.csv beside the files that fail; the rest go on
+    sources = find_sources(settings.input_dir, settings.talk_from, exclude=output_dir, problems=unsearchable)
     if not sources:
-        raise SpliceError(f"{settings.input_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder")
+        found = f"{unsearchable[0][0]}: {unsearchable[0][1]}" if unsearchable else f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder"
+        raise SpliceError(f"{settings.input_dir}: {found}" if not unsearchable else found)
     with output_lock(output_dir):
         _check_writable(output_dir)
         # what a run killed while writing a record or the manifest left (clips: per file, below)
         remove_stale_temporaries(output_dir / ".done")
         remove_stale_temporaries(output_dir, {"manifest.csv", "failures.csv"})
         unit = "talks" if settings.talk_from == "file" else "files"
-        summary = SpliceSummary()
+        summary = SpliceSummary(failed=len(unsearchable), failures=list(unsearchable))
+        for path, why in unsearchable:
+            tqdm.write(f"error: {path}: {why}", file=sys.stderr)
         by_key: dict[str, SourceResult] = {}
         if settings.backend == "dask":
             # workers run in other folders, maybe on other machines: absolute paths, and a lost file

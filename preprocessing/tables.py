@@ -19,7 +19,8 @@ def read_table(path: str | Path, text: tuple[str, ...] = (), numbers: tuple[str,
     path = Path(path)
     hint = f"; {remake}" if remake else ""
     try:
-        rows = pd.read_csv(path, dtype={c: str for c in text})
+        # surrogateescape, as atomic_write_text wrote it: a file name that is not UTF-8 keeps its bytes
+        rows = pd.read_csv(path, dtype={c: str for c in text}, encoding="utf-8", encoding_errors="surrogateescape")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TableError(f"{path}: not a readable table ({first}){hint}") from None

@@ -120,7 +120,7 @@ def build_report(eval_dir: str | Path, out_dir: str | Path, max_samples: int | N
             raise ReportError(f"{needed}: not found; run `pipeline evaluate -o {eval_dir}` first")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        scores = pd.read_csv(scores_path, dtype={"file": str})
+        scores = pd.read_csv(scores_path, dtype={"file": str}, encoding="utf-8", encoding_errors="surrogateescape")
     except (ValueError, OSError) as e:
         raise ReportError(f"{eval_dir}: cannot read the evaluation ({e})") from None
 

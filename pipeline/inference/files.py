@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from audio_superres.preprocessing.audio import AudioError, atomic_path, audio_info, pcm16_ints, read_blocks
+from audio_superres.preprocessing.audio import AudioError, atomic_path, audio_info, pcm16_ints, read_blocks, sound_source
 
 from .adapter import Upsampler
 from .chunking import ChunkPlan, upsample_stream
@@ -22,7 +22,7 @@ def read_lowrate_blocks(path: Path, low_rate: int, block: int = READ_BLOCK) -> I
     """The file's samples at ``low_rate`` as float32 ``(m, channels)`` blocks, resampled on the fly
     (soxr HQ stream: the same samples as resampling the whole file at once). At least one sample in
     all. Raises :class:`AudioError` for NaN/infinite samples, a truncated file, or no samples."""
-    with sf.SoundFile(str(path)) as f:
+    with sound_source(path) as source, sf.SoundFile(source) as f:
         rate, channels, promised = f.samplerate, f.channels, f.frames
         stream = soxr.ResampleStream(rate, low_rate, channels, dtype="float32", quality="HQ") if rate != low_rate else None
         got = out = 0
@@ -110,7 +110,7 @@ def upsample_file(
             progress(n)
 
         with atomic_path(output) as tmp:
-            with sf.SoundFile(str(tmp), "w", samplerate=up.high_rate, channels=info.channels, subtype=subtype, format="WAV") as out:
+            with sound_source(tmp, "w+b") as target, sf.SoundFile(target, "w", samplerate=up.high_rate, channels=info.channels, subtype=subtype, format="WAV") as out:
                 writer = _PeakWriter(out, subtype)
                 upsample_stream(read_lowrate_blocks(source, up.low_rate), info.channels, up, plan, writer, counted)
     except AudioError as e:
@@ -129,7 +129,7 @@ def copy_file(source: str | Path, output: str | Path, rate: int, subtype: str = 
         info = audio_info(source)
         frames = 0
         with atomic_path(output) as tmp:
-            with sf.SoundFile(str(tmp), "w", samplerate=rate, channels=info.channels, subtype=subtype, format="WAV") as out:
+            with sound_source(tmp, "w+b") as target, sf.SoundFile(target, "w", samplerate=rate, channels=info.channels, subtype=subtype, format="WAV") as out:
                 writer = _PeakWriter(out, subtype)
                 for block in read_lowrate_blocks(source, rate):
                     writer(block)

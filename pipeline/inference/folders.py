@@ -74,9 +74,9 @@ def plan_outputs(inputs: list[str | Path], output: str | Path | None, rate: int)
                 if root.resolve() == src.resolve():
                     errors.append(f"{src}: the output folder is this input folder itself; choose another -o (outputs would replace or mix with the inputs)")
                     continue
-                problems: list[str] = []
+                problems: list[tuple[str, str]] = []
                 files = _not_our_outputs(audio_files_in(src, [root], problems), suffix)
-                errors += problems
+                errors += [f"{path}: {why}" for path, why in problems]
                 if not files and not problems:
                     errors.append(f"{src}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
                 pairs += [(f, (root / f.relative_to(src)).with_suffix(".wav")) for f in files]

@@ -23,9 +23,9 @@ def inspect_paths(inputs: list[str | Path], output_rate: int = 16000, quiet: boo
     rows = []
     found: list[Path] = []
     for src in map(Path, inputs):
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
         found += audio_files_in(src, problems=problems) if src.is_dir() else [src]
-        rows += [{"file": line.split(":", 1)[0], "error": line} for line in problems]
+        rows += [{"file": path, "error": f"{path}: {why}"} for path, why in problems]
     for path in tqdm(found, desc="inspect", unit="file", disable=quiet or len(found) < 20 or not sys.stderr.isatty(), leave=False):
         try:
             audio_info(path)  # the project's own checks: truncated, damaged, not audio

@@ -4,6 +4,7 @@ and one-line errors for files that are not checkpoints, damaged fields and weigh
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import random
 
@@ -93,6 +94,13 @@ class Payload:
         return (print, ("this must never run",))
 
 
+class SystemPayload:
+    """A call into a module weights_only blocks outright (os)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [
@@ -104,6 +112,8 @@ class Payload:
         ("pickled code", "not a checkpoint file: a Python pickle that would import and call code when loaded (arbitrary code), refused for safety"),
         ("pickled code, protocol 0", "not a checkpoint file: a Python pickle that would import and call code when loaded (arbitrary code), refused for safety"),
         ("pickle", "not a valid checkpoint: it holds Python objects other than tensors and plain values, refused for safety (weights_only)"),
+        # torch 2.13 words a blocked module differently ("unsupported GLOBAL posix.system whose module posix is blocked")
+        ("pickle, os.system", "not a valid checkpoint: it holds Python objects other than tensors and plain values, refused for safety (weights_only)"),
         ({"weights": torch.zeros(2)}, "not a checkpoint written by `pipeline train`"),
         ({"format": "audio-superres-checkpoint", "version": 99}, "version 99 is not supported"),
         ({"format": "audio-superres-checkpoint", "version": 1, "family": "audiounet"}, "checkpoint lacks model, data, model_state"),
@@ -120,6 +130,8 @@ def test_bad_files_give_one_line_naming_the_file(tmp_path, capsys, content, prob
             pickle.dump({"format": "audio-superres-checkpoint", "x": Payload()}, f, protocol=0 if content.endswith("0") else pickle.HIGHEST_PROTOCOL)
     elif content == "pickle":
         torch.save({"format": "audio-superres-checkpoint", "version": 1, "x": Payload()}, path)
+    elif content == "pickle, os.system":
+        torch.save({"format": "audio-superres-checkpoint", "version": 1, "x": SystemPayload()}, path)
     elif content is not None:
         torch.save(content, path)
     with pytest.raises(CheckpointError) as e:

@@ -92,3 +92,20 @@ def test_mp3_read_in_blocks_gives_the_samples_of_one_whole_read(tmp_path):
         blocks = np.concatenate(list(read_blocks(f, 4096)))
     assert blocks.shape == whole.shape
     np.testing.assert_array_equal(blocks, whole)
+
+
+def test_names_that_are_not_utf8_or_longer_than_libsndfile_takes_are_read_and_written(tmp_path):
+    # soundfile encoded a str name strictly (UnicodeEncodeError on a name that is not UTF-8), and
+    # libsndfile refuses a name over 1023 bytes ("Supplied filename too long")
+    import os
+    from pathlib import Path
+
+    from audio_superres.preprocessing.audio import audio_info
+
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/talk_\xff.wav"))
+    deep = tmp_path.joinpath(*["d" * 200] * 6) / "talk.wav"
+    deep.parent.mkdir(parents=True)
+    for path in (odd, deep):
+        write_audio(path, tone(440, 0.5, 8000), 8000)
+        x, rate = read_audio(path)
+        assert (rate, len(x), audio_info(path).frames) == (8000, 4000, 4000)

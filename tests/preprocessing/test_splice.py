@@ -240,3 +240,29 @@ def test_a_recording_narrower_than_the_clips_band_is_refused(tmp_path):
     # the threshold is a setting: 0 turns the check off
     summary = splice(data_settings(talks, tmp_path / "clips2", min_bandwidth_hz=0), quiet=True)
     assert summary.failed == 0
+
+
+def test_a_broken_link_is_listed_as_failed_and_the_other_talks_spliced(tmp_path):
+    # a link to itself once aborted the whole splice (exit 2) before any good talk was read
+    write_talk(tmp_path / "in" / "talk0.flac", 6.0)
+    os.symlink("loop.wav", tmp_path / "in" / "loop.wav")
+    summary = splice(data_settings(tmp_path / "in", tmp_path / "clips"), quiet=True)
+    assert (summary.done, summary.failed) == (1, 1) and summary.clips == 2
+    failures = pd.read_csv(tmp_path / "clips" / "failures.csv")
+    assert list(failures.path) == [str(tmp_path / "in" / "loop.wav")]
+    assert failures.error[0].startswith("a symbolic link that loops or leads nowhere")
+
+
+def test_a_talk_whose_name_is_not_utf8_is_spliced_then_split(tmp_path):
+    # soundfile refused the name (UnicodeEncodeError), then split could not read the manifest holding it
+    from audio_superres.preprocessing.split import split
+    from audio_superres.settings import Splits
+
+    for i in range(3):
+        write_talk(tmp_path / "in" / f"talk{i}.flac", 6.0, seed=i)
+    os.rename(bytes(tmp_path / "in" / "talk0.flac"), bytes(tmp_path / "in") + b"/talk_\xff.flac")
+    summary = splice(data_settings(tmp_path / "in", tmp_path / "clips"), quiet=True)
+    assert (summary.done, summary.failed, summary.clips) == (3, 0, 6)
+    paths = split(tmp_path / "clips", Splits(train=0.34, val=0.33, test=0.33), quiet=True)
+    talks = set().union(*(pd.read_csv(p, encoding_errors="surrogateescape").talk for p in paths.values()))
+    assert talks == {"talk_\udcff", "talk1", "talk2"}
