@@ -65,9 +65,11 @@ def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]
     """One row per file, system and low-res method (column ``method``)."""
     frames = []
     baselines_for: set[int] = set()  # input rates whose sinc and cubic rows are already kept
-    several_rates = len({load_upsampler(c, UpsamplingSettings(device="cpu"), "cpu")[0].low_rate for c in models.values()}) > 1
+    settings = UpsamplingSettings(device=device, bf16=True if bf16 else "auto", batch_size=16)
+    upsamplers = {name: load_upsampler(ckpt, settings, device)[0] for name, ckpt in models.items()}  # each loaded once
+    several_rates = len({up.low_rate for up in upsamplers.values()}) > 1
     for name, ckpt in models.items():
-        up, info = load_upsampler(ckpt, UpsamplingSettings(device=device, bf16=True if bf16 else "auto", batch_size=16), device)
+        up = upsamplers[name]
         rate_tag = f"@{up.low_rate / 1000:g}k" if several_rates else ""
         for method in methods:
             for corpus, (paths, trim) in files.items():
@@ -77,6 +79,7 @@ def score_all(models: dict[str, Path], files: dict[str, tuple[list[Path], float]
                     scores = scores[scores["system"] == name]
                 scores.insert(0, "corpus", corpus)
                 scores.insert(1, "method", method)
+                scores["input_rate"] = up.low_rate
                 frames.append(scores)
         baselines_for.add(up.low_rate)
         print(f"scored {name} ({ckpt})", file=sys.stderr)
@@ -116,13 +119,14 @@ def table(scores: pd.DataFrame, speed: dict[str, float], speed_label: str) -> st
     for corpus, group in [*scores.groupby("corpus", sort=False), ("all files", scores)]:
         means = group.groupby("system", sort=False)[["snr", "lsd", "lsd_hf", *perceptual]].mean()
         files = group.groupby("system", sort=False)["file"].nunique()
-        sinc_lsd = means.loc[[s for s in means.index if s.startswith("sinc")][0], "lsd"]
+        rate_of = group.groupby("system", sort=False)["input_rate"].first()
+        sinc_lsd = {rate_of[s]: means.loc[s, "lsd"] for s in means.index if s.startswith("sinc")}  # per input rate
         extra_head = "".join(f" {heads[c]} |" for c in perceptual)
         lines += [f"\n{corpus}", f"| system | files | SNR (dB) | LSD | LSD-HF | LSD / sinc |{extra_head} {speed_label} |", "|---|---:|---:|---:|---:|---:|" + "---:|" * len(perceptual) + "---:|"]
         for system, r in means.iterrows():
             rtf = f"{speed[system]:.1f}x" if system in speed else "-"
             extra = "".join(f" {r[c]:.2f} |" for c in perceptual)
-            lines.append(f"| {system} | {files[system]} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.lsd / sinc_lsd:.3f} |{extra} {rtf} |")
+            lines.append(f"| {system} | {files[system]} | {r.snr:.2f} | {r.lsd:.3f} | {r.lsd_hf:.3f} | {r.lsd / sinc_lsd[rate_of[system]]:.3f} |{extra} {rtf} |")
     return "\n".join(lines)
 
 
