@@ -182,8 +182,8 @@ def _frame_length(rate: int) -> int:
 
 
 # numpy only, no scipy: importing scipy.signal, .ndimage and .fft took 1.3 s of every `pipeline upsample`
-# start-up (a fifth of the whole command on a 10-minute talk); the two helpers below are theirs, tested equal
-# the 4-term Blackman-Harris window, periodic (scipy.signal.get_window("blackmanharris", n) to 1e-7)
+# start-up (a fifth of the whole command on a 10-minute talk). The window below and percentile_filter are
+# scipy's, tested equal. The 4-term Blackman-Harris window, periodic (get_window("blackmanharris", n) to 1e-7):
 _BLACKMAN_HARRIS = (0.35875, -0.48829, 0.14128, -0.01168)
 
 

@@ -276,9 +276,10 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
         raise SpliceError(f"{output_dir}: data.output_dir is data.input_dir; the clips need a folder of their own (set data.output_dir)")
     unsearchable: list[tuple[str, str]] = []  # listed in failures.csv beside the files that fail; the rest go on
     sources = find_sources(settings.input_dir, settings.talk_from, exclude=output_dir, problems=unsearchable)
+    if not sources and unsearchable:  # nothing else to splice: what could not be searched is the whole answer
+        raise SpliceError("; ".join(f"{path}: {why}" for path, why in unsearchable))
     if not sources:
-        found = f"{unsearchable[0][0]}: {unsearchable[0][1]}" if unsearchable else f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder"
-        raise SpliceError(f"{settings.input_dir}: {found}" if not unsearchable else found)
+        raise SpliceError(f"{settings.input_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in this folder")
     with output_lock(output_dir):
         _check_writable(output_dir)
         # what a run killed while writing a record or the manifest left (clips: per file, below)

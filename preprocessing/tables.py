@@ -23,8 +23,10 @@ def read_table(path: str | Path, text: tuple[str, ...] = (), numbers: tuple[str,
             header = f.readline()
         # the column names are ours, always UTF-8 text: anything else is a damaged or foreign file
         # (the rows may hold a file name that is not UTF-8: read with surrogateescape, as written)
-        if b"\0" in header or not header.strip():
-            raise ValueError("not CSV text" if header.strip() else "empty")
+        if not header.strip():
+            raise ValueError("empty")
+        if b"\0" in header:
+            raise ValueError("not CSV text")
         header.decode("utf-8")
         rows = pd.read_csv(path, dtype={c: str for c in text}, encoding="utf-8", encoding_errors="surrogateescape")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
