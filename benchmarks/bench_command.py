@@ -5,6 +5,7 @@ load, read, upsample, write), on one talk or a folder of talks at the model's in
     python benchmarks/bench_command.py --copies 40 --device cuda     # a folder of 40 ten-minute talks
     python benchmarks/bench_command.py --compare "--set upsampling.bf16=false"   # A vs B, alternating
     git worktree add /tmp/old b87fcae && python benchmarks/bench_command.py --tree /tmp/old   # this code vs an older checkout
+    python benchmarks/bench_command.py --tree /tmp/old --args "--set upsampling.batch_size=2"   # both trees, same arguments
 
 The talk is ``--seconds`` cut (and tiled if short) from ``--source`` (default: the first test talk of
 ``../shared/data``, else a generated speech-like signal), resampled to 4 kHz with soxr HQ and written
@@ -17,6 +18,7 @@ extra run of each configuration warms the file cache and is not counted.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import subprocess
@@ -68,14 +70,31 @@ def cli_of(tree: Path) -> str:
     return "pipeline.cli" if (tree / "pipeline" / "settings.py").is_file() else "audio_superres.pipeline.cli"
 
 
-def run(folder: Path, out: Path, device: str, extra: list[str], tree: Path = REPO) -> float:
+def tree_environment(tree: Path, scratch: Path) -> dict[str, str]:
+    """The environment that makes ``python -m`` import ``tree``'s own modules. An old checkout's
+    top-level ``pipeline`` is found from its folder (the working directory); for a namespaced one the
+    editable install would map ``audio_superres`` to this checkout whatever the folder, so a shim folder
+    of links (``audio_superres/models -> tree/models`` ...) goes first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    if tree == REPO or cli_of(tree) == "pipeline.cli":
+        return env
+    shim = scratch / "audio_superres"
+    shim.mkdir(parents=True, exist_ok=True)
+    for name in ("settings", "preprocessing", "models", "pipeline"):
+        if not (shim / name).exists():
+            (shim / name).symlink_to(tree / name, target_is_directory=True)
+    env["PYTHONPATH"] = os.pathsep.join([str(scratch), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def run(folder: Path, out: Path, device: str, extra: list[str], tree: Path = REPO, env: dict[str, str] | None = None) -> float:
     """Wall seconds of ``pipeline upsample FOLDER -o OUT`` in a new process, run from checkout ``tree``
-    (its own code first on the path, so an older checkout runs its own modules)."""
+    (with ``env`` from :func:`tree_environment`, so that an older checkout runs its own modules)."""
     cmd = [sys.executable, "-m", cli_of(tree), "upsample", str(folder), "-o", str(out), "--device", device, "--quiet", *extra]
     if cli_of(tree) != "pipeline.cli":  # the old command had no --overwrite (it always overwrote)
         cmd.append("--overwrite")
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=tree)
+    subprocess.run(cmd, check=True, cwd=tree, env=env)
     return time.perf_counter() - start
 
 
@@ -104,8 +123,10 @@ def main() -> None:
         folder = write_talks(Path(tmp) / "talks", audio, 16000 if rates else LOW_RATE, args.copies, rates)
         times: dict[str, list[float]] = {c: [] for c in configs}
 
+        envs = {c: tree_environment(trees[c], Path(tmp) / f"shim{k}") for k, c in enumerate(configs)}
+
         def once(c: str) -> float:
-            return run(folder, Path(tmp) / "out", args.device, shlex.split(args.args if trees[c] != REPO else c), trees[c])
+            return run(folder, Path(tmp) / "out", args.device, shlex.split(args.args if trees[c] != REPO else c), trees[c], envs[c])
 
         for c in configs:
             once(c)  # warm-up: file cache, kernels
