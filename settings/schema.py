@@ -258,7 +258,7 @@ class UpsamplingSettings(_Strict):
     chunk_seconds: float = Field(10.0, gt=0)
     overlap_seconds: float = Field(0.5, ge=0, description="cross-faded between neighbouring chunks")
     context_seconds: float = Field(0.25, ge=0, description="extra input each side of a chunk, seen by the model and discarded")
-    batch_size: int | None = Field(None, ge=1, le=4096, description="model rows per forward pass (chunks x channels); null: 8 on a CPU, 64 on a GPU")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="model rows per forward pass (chunks x channels); null: 2 on a CPU, 64 on a GPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool | Literal["auto"] = Field("auto", description="run the model under bfloat16 autocast; auto: on a GPU, for models that keep their signal path in float32 (bwe)")
     workers: int | None = Field(None, ge=1, description="files upsampled at once; null: 1 on a CPU (torch uses every core), 4 on a GPU")

@@ -30,14 +30,16 @@ class Upsampler:
     factor: int
     low_rate: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    batch_size: int | None = None  # None: 8 on a CPU, 64 on a GPU (more rows per call keep a GPU busy)
+    # None: 2 on a CPU (a batch of 10 s windows that stays in cache: 1.1x faster than 8 on a 2-core
+    # machine), 64 on a GPU (more rows per call keep a GPU busy)
+    batch_size: int | None = None
     bf16: bool | str = False  # "auto": on a GPU, when the model keeps its signal path in float32 (``bf16_safe``)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
         self.model = self.model.to(self.device).eval()
         if self.batch_size is None:
-            self.batch_size = 64 if self.device.type == "cuda" else 8
+            self.batch_size = 64 if self.device.type == "cuda" else 2
         if self.bf16 == "auto":  # not on a CPU: without native bfloat16 (AVX2) the bwe trunk ran 5.6x slower under it
             self.bf16 = self.device.type == "cuda" and bool(getattr(self.model, "bf16_safe", False))
         self._autocast = bool(self.bf16)
