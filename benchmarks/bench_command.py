@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--rates", default="", help="comma-separated input rates to cycle through (a folder of mixed-rate talks), e.g. 8000,4000,2000")
     ap.add_argument("--args", default="", help='extra arguments of pipeline upsample, e.g. "--checkpoint x.pt"')
     ap.add_argument("--compare", action="append", default=[], metavar="ARGS", help="another configuration (repeatable)")
-    ap.add_argument("--tree", type=Path, help="another checkout (a git worktree of an older commit) to time with the same arguments, alternating")
+    ap.add_argument("--tree", type=Path, action="append", default=[], help="another checkout (a git worktree of an older commit) to time with the same arguments, alternating (repeatable)")
     args = ap.parse_args()
 
     rates = [int(r) for r in args.rates.split(",") if r]
@@ -116,9 +116,9 @@ def main() -> None:
     total = args.seconds * args.copies
     configs = [args.args, *[f"{args.args} {c}".strip() for c in args.compare]]
     trees = {c: REPO for c in configs}
-    if args.tree is not None:
-        configs.append(f"{args.args} [{args.tree}]".strip())
-        trees[configs[-1]] = args.tree.resolve()
+    for tree in args.tree:
+        configs.append(f"{args.args} [{tree}]".strip())
+        trees[configs[-1]] = tree.resolve()
     with tempfile.TemporaryDirectory(prefix="bench_command_") as tmp:
         folder = write_talks(Path(tmp) / "talks", audio, 16000 if rates else LOW_RATE, args.copies, rates)
         times: dict[str, list[float]] = {c: [] for c in configs}
