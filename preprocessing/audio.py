@@ -255,15 +255,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | Path, names: set[str] | None = None) -> list[Path]:
+def remove_stale_temporaries(folder: str | Path, names: set[str] | None = None, any_writer: bool = False) -> list[Path]:
     """Delete the temporaries (see :func:`temporary_name`) that processes no longer running left in
     ``folder`` when killed mid-write; with ``names``, only those of these final file names. A
-    temporary of a live process (a concurrent writer) is left alone. Returns what was removed."""
+    temporary of a live process (a concurrent writer) is left alone, unless ``any_writer``: for a
+    caller that holds the folder's lock with its own writes done, to whom a live writer can only be a
+    worker orphaned by a killed run (a pool's worker outlives its ``kill -9``ed parent for a while).
+    Returns what was removed."""
     removed = []
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             m = _TEMPORARY.match(entry.name)
-            if m is None or _alive(int(m["pid"])):
+            if m is None or (not any_writer and _alive(int(m["pid"]))):
                 continue
             if names is not None and not any(temporary_name(Path(folder) / n, int(m["pid"])).name == entry.name for n in names):
                 continue

@@ -311,8 +311,8 @@ def splice(settings: DataSettings, quiet: bool = False) -> SpliceSummary:
                     tqdm.write(f"skipped: {result.source.path}: {result.reason}", file=sys.stderr)
         except ClusterError as e:
             raise SpliceError(str(e)) from None
-        if settings.backend == "dask":  # what a worker killed mid-record left
-            remove_stale_temporaries(output_dir / ".done")
+        for folder in (output_dir / ".done", *(output_dir / "hr").glob("*/"), *(output_dir / "lr").glob("*/")):  # lock held, our writes done: any
+            remove_stale_temporaries(folder, any_writer=True)  # writer's temporary is a killed run's (a Dask worker, a pool worker it orphaned)
 
         rows: list[dict] = []
         for source in sources:  # input order, whatever order the workers finished in

@@ -1,5 +1,7 @@
 import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,25 @@ def test_resume_after_crash_gives_the_same_result(corpus, tmp_path, monkeypatch)
     assert not list(out.rglob(".*.tmp*"))
     # a third run reads nothing again
     assert splice(data_settings(corpus, out), quiet=True).resumed == 3
+
+
+def test_resume_removes_what_workers_orphaned_by_a_killed_run_left(corpus, tmp_path):
+    # kill -9 of splice leaves its pool's workers running a while (they are not holding the folder's
+    # lock): their half-written clips carry a live pid, which the resumed run, holding the lock, removes
+    out = tmp_path / "clips"
+    splice(data_settings(corpus, out), quiet=True)
+    (out / ".done" / "talk2.json").unlink()  # as if killed before talk2 was recorded
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        done_talk = out / "hr" / "talk0" / f".talk0_00001.tmp{orphan.pid}.flac"  # a talk the rerun skips
+        redone_talk = out / "lr" / "talk2" / f".talk2_00000.tmp{orphan.pid}.flac"  # a talk the rerun redoes
+        for tmp in (done_talk, redone_talk):
+            tmp.write_bytes(b"half")
+        summary = splice(data_settings(corpus, out), quiet=True)
+    finally:
+        orphan.kill()
+    assert summary.resumed == 2 and summary.done == 3
+    assert not list(out.rglob(".*.tmp*"))
 
 
 def test_changed_settings_redo_the_talks(corpus, tmp_path):
