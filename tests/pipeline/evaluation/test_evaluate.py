@@ -24,12 +24,10 @@ from audio_superres.pipeline.evaluation.metrics import score
 from audio_superres.pipeline.inference import ChunkPlan, Upsampler, upsample_file
 from audio_superres.preprocessing.audio import to_pcm16
 from audio_superres.preprocessing.lowres import make_lowres
-from audio_superres.preprocessing.splice import splice
-from audio_superres.preprocessing.split import split
 from audio_superres.settings import UpsamplingSettings
 
-from ...conftest import data_settings, tone, write_talk
-from ..conftest import FACTOR, HIGH, LOW, cubic_upsampler, save_tiny_checkpoint
+from ...conftest import tone, write_talk
+from ..conftest import FACTOR, HIGH, LOW, cubic_upsampler, save_tiny_checkpoint, spliced_talks
 
 needs_perceptual = pytest.mark.skipif(not all(perceptual.available().values()), reason=perceptual.MISSING_HINT)
 
@@ -116,12 +114,7 @@ def test_evaluate_writes_scores_summary_and_samples(tmp_path, capsys):
 
 
 def test_cli_on_the_test_split_and_on_a_folder_with_a_bad_file(tmp_path, capsys):
-    talks = tmp_path / "talks"
-    for i in range(5):
-        write_talk(talks / f"talk{i}.flac", 6.0, seed=i)
-    data = data_settings(talks, tmp_path / "clips")
-    splice(data, quiet=True)
-    split(data.output_dir, data.splits, quiet=True)
+    talks, _ = spliced_talks(tmp_path, 6.0)
     test_talks = set(pd.read_csv(tmp_path / "clips" / "splits" / "test.csv")["source"])
     ckpt = save_tiny_checkpoint(tmp_path / "t.pt")
     sets = ["--set", f"data.input_dir={talks}", "--set", f"data.output_dir={tmp_path / 'clips'}", "--set", "data.trim_seconds=1.0"]

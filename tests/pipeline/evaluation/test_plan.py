@@ -10,11 +10,9 @@ import pytest
 from audio_superres.pipeline.cli import main
 from audio_superres.pipeline.evaluation.evaluate import EvaluateError
 from audio_superres.pipeline.evaluation.plan import choose_lowres, plan_evaluation, split_test_sources
-from audio_superres.preprocessing.splice import splice
-from audio_superres.preprocessing.split import split
 
 from ...conftest import data_settings, write_talk
-from ..conftest import save_tiny_checkpoint
+from ..conftest import save_tiny_checkpoint, spliced_talks
 
 
 def test_missing_test_split_is_a_one_line_error(tmp_path, capsys):
@@ -26,13 +24,7 @@ def test_missing_test_split_is_a_one_line_error(tmp_path, capsys):
 @pytest.fixture
 def spliced(tmp_path):
     """5 generated talks of 4 s, spliced and split: (talks folder, clips folder)."""
-    talks = tmp_path / "talks"
-    for i in range(5):
-        write_talk(talks / f"talk{i}.flac", 4.0, seed=i)
-    data = data_settings(talks, tmp_path / "clips")
-    splice(data, quiet=True)
-    split(data.output_dir, data.splits, quiet=True)
-    return talks, tmp_path / "clips"
+    return spliced_talks(tmp_path, 4.0)
 
 
 def test_test_split_sources_not_under_input_dir_blame_the_setting_in_one_line(spliced, tmp_path, capsys):
