@@ -85,14 +85,19 @@ def test_untrained_model_returns_the_band_limited_interpolation_and_a_faint_high
     assert np.linalg.norm(out - sinc) / np.linalg.norm(sinc) < 0.03  # what it adds starts far below the signal
 
 
+def randomize_heads(model, std: float) -> None:
+    """Heads with random weights of ``std``, in place of the untrained ones (which add almost nothing)."""
+    for p in model.head.parameters():
+        p.normal_(0, std)
+
+
 def test_what_the_heads_add_stays_above_the_kept_band():
     # heads with large random weights: the residual outweighs the signal many times over, but it is
     # made above keep_below * low Nyquist, so the band well below gets a tiny share of it
     _, lr = speech_pair(2.0, seed=4)
     model = tiny().eval()
     with torch.no_grad():
-        for p in model.head.parameters():
-            p.normal_(0, 0.3)
+        randomize_heads(model, 0.3)
         x_up = sinc_upsample(torch.tensor(lr)[None], model.kernel)[0].numpy()
         out = model(torch.tensor(lr)[None, None])[0, 0].numpy()
     added = np.fft.rfft(out - x_up)
@@ -106,8 +111,7 @@ def test_nearly_gain_equivariant():
     _, lr = speech_pair(1.0, seed=5)
     model = tiny().eval()
     with torch.no_grad():
-        for p in model.head.parameters():
-            p.normal_(0, 0.05)
+        randomize_heads(model, 0.05)
         x = torch.tensor(lr)[None, None]
         loud, quiet = model(x)[0, 0], model(0.1 * x)[0, 0]
     assert torch.linalg.vector_norm(quiet * 10 - loud) / torch.linalg.vector_norm(loud) < 0.02
@@ -149,8 +153,7 @@ def test_runs_under_bf16_autocast_with_the_low_band_still_exact():
     _, lr = speech_pair(1.0, seed=9)
     model = tiny().eval()
     with torch.no_grad():
-        for p in model.head.parameters():
-            p.normal_(0, 0.05)
+        randomize_heads(model, 0.05)
         x = torch.tensor(lr)[None, None]
         full = model(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
