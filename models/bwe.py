@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bwe_losses import METRIC_HOP, METRIC_N_FFT, lsd_loss, phase_loss, snr_hinge
+from .bwe_losses import METRIC_HOP, METRIC_N_FFT, erb_bands, loudness_overshoot, lsd_loss, phase_loss, snr_hinge
 
 # 16-bit PCM quantisation noise (step 2**-15, variance step**2 / 12) is the floor of every scored
 # spectrum, since outputs are written and scored as 16-bit; the log losses add its expected power so
@@ -157,6 +157,8 @@ class BandwidthExtender(nn.Module):
         snr_weight: float = 4.0,
         snr_margin_db: float = 1.0,
         phase_weight: float = 0.5,
+        overshoot_weight: float = 0.0,
+        overshoot_bands: int = 16,
     ):
         super().__init__()
         self.factor = factor
@@ -175,9 +177,12 @@ class BandwidthExtender(nn.Module):
         self.snr_weight = snr_weight
         self.snr_margin_db = snr_margin_db
         self.phase_weight = phase_weight
+        self.overshoot_weight = overshoot_weight
 
         self.register_buffer("kernel", sinc_kernel(factor), persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        # critical bands over the bins the model writes (the loudness overshoot loss)
+        self.register_buffer("loss_bands", erb_bands(self.keep_bins, self.n_bins, self.n_fft, overshoot_bands), persistent=False)
 
         n_features = 5 * self.in_bins + 1
         self.pre = nn.Conv1d(n_features, hidden, 3, padding=1)
@@ -323,4 +328,7 @@ class BandwidthExtender(nn.Module):
                 terms["snr_hinge"] = self.snr_weight * snr_hinge(pred, target, self.factor, self.snr_margin_db)
             if self.phase_weight > 0:
                 terms["phase"] = self.phase_weight * phase_loss(self._stft(pred)[:, self.keep_bins :], self._stft(target)[:, self.keep_bins :])
+            if self.overshoot_weight > 0:
+                s_hat, s = self._stft(pred)[:, self.keep_bins :], self._stft(target)[:, self.keep_bins :]
+                terms["overshoot"] = self.overshoot_weight * loudness_overshoot(s_hat, s, self.loss_bands)
         return terms
