@@ -133,9 +133,7 @@ class BweSettings(_Strict):
     snr_weight: float = Field(4.0, ge=0, description="weight of its SNR-below-sinc hinge loss")
     snr_margin_db: float = Field(1.0, ge=-60, le=60, description="the hinge asks for SNR at least sinc's plus this")
     phase_weight: float = Field(0.5, ge=0, description="weight of its anti-wrapping phase loss")
-    overshoot_weight: float = Field(
-        0.0, ge=0, description="weight of its loudness-overshoot loss (invented band louder than the truth's, per critical band and frame: what PESQ punishes)"
-    )
+    overshoot_weight: float = Field(0.0, ge=0, description="weight of its loudness-overshoot loss (invented band louder than the truth's, per critical band and frame: what PESQ punishes)")
     overshoot_bands: int = Field(16, ge=1, le=64, description="critical bands of that loss over the bins the model writes")
 
     @model_validator(mode="after")
