@@ -6,10 +6,14 @@ scored with SNR, LSD, ViSQOL and PESQ-WB on the same files, to choose the point 
 y_g = sinc + g * (model - sinc): below the input's band the two agree (the model keeps the input's
 band), so g scales what the model adds. Each output is rounded to 16 bits, as a file would hold it.
 
-Two oracle rows bound what a better model of this kind could reach: ``level oracle``, the model's band
+Oracle rows bound what a better model of this kind could reach: ``level oracle``, the model's band
 with each STFT frame (32 ms, hop 8 ms) scaled to the truth's band energy in that frame (its spectral
-shape and phase kept: what a model that got the band's level right frame by frame would score), and
-``truth``, the reference itself (the ceiling of every metric).
+shape and phase kept: what a model that got the band's level right frame by frame would score);
+``no overshoot (ERB)`` and ``no overshoot (bin)``, the model's band turned down wherever it is louder
+than the truth's, per critical band (16 ERB-wide bands above 1.5 kHz, as the overshoot loss counts
+them) or per STFT bin, and left alone where it is quieter (what a model that never overshoots
+would score: the loss ``model.bwe.overshoot_weight`` trains towards it); and ``truth``, the
+reference itself (the ceiling of every metric).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.signal
 
+from audio_superres.models.bwe_losses import erb_bands
 from audio_superres.models.packaged import checkpoint_path
 from audio_superres.pipeline.evaluation.evaluate import load_highres, reconstruct
 from audio_superres.pipeline.evaluation.metrics import score
@@ -38,6 +43,27 @@ def level_oracle(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: i
     _, _, wanted = scipy.signal.stft(truth - sinc, **stft)
     scale = np.sqrt((np.abs(wanted) ** 2).sum(axis=0) / ((np.abs(added) ** 2).sum(axis=0) + 1e-20))
     _, band = scipy.signal.istft(added * scale, **stft)
+    return sinc + band[: len(sinc)]
+
+
+def overshoot_oracle(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: int, per_bin: bool) -> np.ndarray:
+    """sinc + the model's band, scaled down in each frame and critical band (or bin) where it is louder than the truth's."""
+    stft = {"fs": rate, "nperseg": rate // 1000 * 32, "noverlap": rate // 1000 * 24}
+    freqs, _, added = scipy.signal.stft(model - sinc, **stft)
+    _, _, wanted = scipy.signal.stft(truth - sinc, **stft)
+    if per_bin:
+        gain = np.abs(wanted) / (np.abs(added) + 1e-20)
+    else:
+        n_fft = 2 * (len(freqs) - 1)
+        bands = erb_bands(int(np.searchsorted(freqs, 1500.0)), len(freqs), n_fft, 16, rate).numpy()
+        gain = np.ones(added.shape)
+        first = len(freqs) - bands.shape[1]
+        for rows in bands.astype(bool):
+            e_added, e_wanted = ((np.abs(x[first:][rows]) ** 2).sum(axis=0) for x in (added, wanted))
+            gain[first:][rows] = np.sqrt(e_wanted / (e_added + 1e-20))[None]
+    gain = np.minimum(gain, 1.0)
+    gain[freqs < 1500.0] = 1.0  # the input's band: the model keeps it
+    _, band = scipy.signal.istft(added * gain, **stft)
     return sinc + band[: len(sinc)]
 
 
@@ -61,7 +87,13 @@ def main() -> None:
         signals = reconstruct(hr, up, plan, "soxr")
         points = {f"{g:g}": signals["sinc"] + g * (signals["model"] - signals["sinc"]) for g in gains}
         if not args.no_oracle:
-            points |= {"level oracle": level_oracle(signals["sinc"], signals["model"], hr, up.high_rate), "truth": hr}
+            sinc, model = signals["sinc"], signals["model"]
+            points |= {
+                "level oracle": level_oracle(sinc, model, hr, up.high_rate),
+                "no overshoot (ERB)": overshoot_oracle(sinc, model, hr, up.high_rate, per_bin=False),
+                "no overshoot (bin)": overshoot_oracle(sinc, model, hr, up.high_rate, per_bin=True),
+                "truth": hr,
+            }
         for point, y in points.items():
             y = to_pcm16(y)
             s = score(hr, y, up.high_rate, up.low_rate)
