@@ -16,6 +16,10 @@
 # Env: DATA (.gpu/speech), RUNS (runs/cross), OUT, as gpu_sweep.sh; AUG_SCALE (1); EXTRA (settings for every
 # run, e.g. "--set training.max_steps=4400" to compare runs of one length); BENCH_STEPS (30): then
 # benchmarks/bench_train.py on the whole GPU, the 1-GPU training throughput (0: skip).
+# FINETUNE="name:settings;name2:settings" (with INIT, a folder of the runs' weights, all_aug_best.pt and
+# no_<corpus>_aug_best.pt from an earlier call): instead, continue each of those three models under each
+# recipe (the augmentation as above, plus the recipe's settings), named <name>_all, <name>_no_ravdess, ...:
+# a fine-tuning recipe judged as a training one is, on the corpus its starting point never heard.
 set -u
 minutes=$1
 DATA=${DATA:-.gpu/speech}
@@ -50,6 +54,16 @@ scale=${AUG_SCALE:-1}
 aug="${EXTRA:-} "$(python3 -c "import sys; s = float(sys.argv[1]); print(' '.join(f'--set training.augment.p_{k}={min(1.0, p * s):g}' for k, p in dict(tilt=0.3, eq=0.3, room=0.15, noise=0.3, level=0.5).items()))" "$scale")
 tag=aug; [ "$scale" = 1 ] || tag=aug$scale
 plain=${PLAIN:-1}; [ "$scale" = 1 ] || plain=${PLAIN:-0}
+if [ -n "${FINETUNE:-}" ]; then
+    sweep=""
+    IFS=';' read -ra recipes <<< "$FINETUNE"
+    for recipe in "${recipes[@]}"; do
+        for run in all no_ravdess no_speechocean762; do
+            d=""; [ $run = all ] || d="--set data.output_dir=${DATA}_$run"
+            sweep="$sweep${sweep:+;}${recipe%%:*}_$run:$d $aug --set training.init_from=$INIT/${run}_aug_best.pt ${recipe#*:}"
+        done
+    done
+else
 sweep="all_$tag:$aug"
 [ "$plain" = 1 ] && sweep="$sweep;all_plain:${EXTRA:-}"
 for held in ravdess speechocean762; do
@@ -57,6 +71,7 @@ for held in ravdess speechocean762; do
     sweep="$sweep;no_${held}_$tag:$d $aug"
     [ "$plain" = 1 ] && sweep="$sweep;no_${held}_plain:$d ${EXTRA:-}"
 done
+fi
 SWEEP="$sweep" VAL_TIMEOUT=0 DATA=$DATA RUNS=$RUNS OUT=$OUT bash "$(dirname "$0")/gpu_sweep.sh" "$minutes"
 
 if [ "${BENCH_STEPS:-30}" != 0 ]; then
