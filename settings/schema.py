@@ -265,7 +265,9 @@ class UpsamplingSettings(_Strict):
     bf16: bool | Literal["auto"] = Field("auto", description="run the model under bfloat16 autocast; auto: on a GPU, for models that keep their signal path in float32 (bwe)")
     workers: int | None = Field(None, ge=1, description="files upsampled at once; null: 1 on a CPU (torch uses every core), 4 on a GPU")
     output_subtype: Literal["PCM_16", "PCM_24", "FLOAT"] = "PCM_16"
-    band_gain: float = Field(1.0, ge=0, le=2, description="bwe models: scale what the model adds to the band-limited input (1: as trained; 0.25 beat sinc on SNR, LSD, ViSQOL and PESQ-WB, see README)")
+    band_gain: float = Field(
+        1.0, ge=0, le=2, description="bwe models: scale what the model adds to the band-limited input (1: as trained; 0.5 is at or above sinc on SNR, LSD, ViSQOL and PESQ-WB, see README)"
+    )
     backend: Literal["local", "dask"] = Field(
         "local", description="where upsample runs: local = this machine (workers); dask = the workers of the Dask scheduler at dask_address, each loading a model once"
     )
