@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bwe_losses import METRIC_HOP, METRIC_N_FFT, erb_bands, loudness_overshoot, lsd_loss, phase_loss, snr_hinge
+from .bwe_losses import METRIC_HOP, METRIC_N_FFT, erb_bands, loudness_overshoot, lsd_loss, phase_loss, power, snr_hinge
 
 # 16-bit PCM quantisation noise (step 2**-15, variance step**2 / 12) is the floor of every scored
 # spectrum, since outputs are written and scored as 16-bit; the log losses add its expected power so
@@ -83,11 +83,6 @@ def sinc_kernel(factor: int, half_width: int = 32, beta: float = 8.0) -> torch.T
     weights[0] = 0.0
     weights[0, half_width] = 1.0  # sinc's zeros at the integers, exactly (np.sinc leaves 1e-17)
     return torch.tensor(weights, dtype=torch.float32).unsqueeze(1)
-
-
-def _power(z: torch.Tensor) -> torch.Tensor:
-    """``|z| ** 2`` of a complex tensor: 3.5x faster on a CPU than ``abs().pow(2)`` (no square root)."""
-    return z.real.pow(2) + z.imag.pow(2)
 
 
 def sinc_upsample(x: torch.Tensor, kernel: torch.Tensor, block: int = 16384) -> torch.Tensor:
@@ -181,8 +176,9 @@ class BandwidthExtender(nn.Module):
 
         self.register_buffer("kernel", sinc_kernel(factor), persistent=False)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
-        # critical bands over the bins the model writes (the loudness overshoot loss)
-        self.register_buffer("loss_bands", erb_bands(self.keep_bins, self.n_bins, self.n_fft, overshoot_bands), persistent=False)
+        # critical bands over the bins the model writes, for the loudness overshoot loss (training only)
+        bands = erb_bands(self.keep_bins, self.n_bins, self.n_fft, overshoot_bands) if overshoot_weight > 0 else None
+        self.register_buffer("loss_bands", bands, persistent=False)
 
         n_features = 5 * self.in_bins + 1
         self.pre = nn.Conv1d(n_features, hidden, 3, padding=1)
@@ -303,13 +299,13 @@ class BandwidthExtender(nn.Module):
         # excitations, each frame scaled to the input frame's level: degree 1 in the input, whatever p
         # (the scale goes on the mask, a real tensor, rather than on the complex excitation)
         exc_image = self._image_spectrum(x)
-        scale = level / (_power(exc_image).mean(dim=1, keepdim=True).sqrt() + 1e-20)
+        scale = level / (power(exc_image).mean(dim=1, keepdim=True).sqrt() + 1e-20)
         residual += torch.complex(image_out[:, :O], image_out[:, O:]) * scale * exc_image
         n_powers = len(self.powers)
         if n_powers:
             powers = torch.stack([x_up.pow(p) for p in self.powers], dim=1).flatten(0, 1)  # (batch * powers, n)
             exc_power = self._bins(powers, k0, k0 + self.mask_bins).view(batch, n_powers, self.mask_bins, frames)
-            scale = level.unsqueeze(1) / (_power(exc_power).mean(dim=2, keepdim=True).sqrt() + 1e-20)
+            scale = level.unsqueeze(1) / (power(exc_power).mean(dim=2, keepdim=True).sqrt() + 1e-20)
             mask = power_out.view(batch, n_powers, 2, self.mask_bins, frames)
             residual[:, : self.mask_bins] += (torch.complex(mask[:, :, 0], mask[:, :, 1]) * scale * exc_power).sum(dim=1)
         return F.pad(residual, (0, 0, k0, 0))
@@ -326,9 +322,10 @@ class BandwidthExtender(nn.Module):
                 terms["lsd"] = self.lsd_weight * 0.5 * (lsd_loss(pred, target, METRIC_N_FFT, METRIC_HOP, 0) + lsd_loss(pred, target, self.n_fft, self.hop, self.keep_bins))
             if self.snr_weight > 0:
                 terms["snr_hinge"] = self.snr_weight * snr_hinge(pred, target, self.factor, self.snr_margin_db)
-            if self.phase_weight > 0:
-                terms["phase"] = self.phase_weight * phase_loss(self._stft(pred)[:, self.keep_bins :], self._stft(target)[:, self.keep_bins :])
-            if self.overshoot_weight > 0:
+            if self.phase_weight > 0 or self.overshoot_weight > 0:  # both on the bins the model writes
                 s_hat, s = self._stft(pred)[:, self.keep_bins :], self._stft(target)[:, self.keep_bins :]
+            if self.phase_weight > 0:
+                terms["phase"] = self.phase_weight * phase_loss(s_hat, s)
+            if self.overshoot_weight > 0:
                 terms["overshoot"] = self.overshoot_weight * loudness_overshoot(s_hat, s, self.loss_bands)
         return terms
