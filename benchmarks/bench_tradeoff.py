@@ -36,35 +36,42 @@ from audio_superres.preprocessing.audio import to_pcm16
 from audio_superres.settings import UpsamplingSettings
 
 
-def level_oracle(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: int) -> np.ndarray:
-    """sinc + the model's band, each STFT frame scaled to the energy of the truth's band (truth - sinc) there."""
+def _rescaled_band(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: int, gain_of) -> np.ndarray:
+    """sinc + the model's band (model - sinc), each STFT cell (32 ms frames, hop 8 ms) times
+    ``gain_of(freqs, added, wanted)``, where ``added`` is the model's band and ``wanted`` the truth's (truth - sinc)."""
     stft = {"fs": rate, "nperseg": rate // 1000 * 32, "noverlap": rate // 1000 * 24}
-    _, _, added = scipy.signal.stft(model - sinc, **stft)
+    freqs, _, added = scipy.signal.stft(model - sinc, **stft)
     _, _, wanted = scipy.signal.stft(truth - sinc, **stft)
-    scale = np.sqrt((np.abs(wanted) ** 2).sum(axis=0) / ((np.abs(added) ** 2).sum(axis=0) + 1e-20))
-    _, band = scipy.signal.istft(added * scale, **stft)
+    _, band = scipy.signal.istft(added * gain_of(freqs, added, wanted), **stft)
     return sinc + band[: len(sinc)]
+
+
+def level_oracle(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: int) -> np.ndarray:
+    """sinc + the model's band, each STFT frame scaled to the energy of the truth's band there."""
+
+    def gain(freqs: np.ndarray, added: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        return np.sqrt((np.abs(wanted) ** 2).sum(axis=0) / ((np.abs(added) ** 2).sum(axis=0) + 1e-20))
+
+    return _rescaled_band(sinc, model, truth, rate, gain)
 
 
 def overshoot_oracle(sinc: np.ndarray, model: np.ndarray, truth: np.ndarray, rate: int, per_bin: bool) -> np.ndarray:
     """sinc + the model's band, scaled down in each frame and critical band (or bin) where it is louder than the truth's."""
-    stft = {"fs": rate, "nperseg": rate // 1000 * 32, "noverlap": rate // 1000 * 24}
-    freqs, _, added = scipy.signal.stft(model - sinc, **stft)
-    _, _, wanted = scipy.signal.stft(truth - sinc, **stft)
-    if per_bin:
-        gain = np.abs(wanted) / (np.abs(added) + 1e-20)
-    else:
-        n_fft = 2 * (len(freqs) - 1)
-        bands = erb_bands(int(np.searchsorted(freqs, 1500.0)), len(freqs), n_fft, 16, rate).numpy()
-        gain = np.ones(added.shape)
-        first = len(freqs) - bands.shape[1]
-        for rows in bands.astype(bool):
-            e_added, e_wanted = ((np.abs(x[first:][rows]) ** 2).sum(axis=0) for x in (added, wanted))
-            gain[first:][rows] = np.sqrt(e_wanted / (e_added + 1e-20))[None]
-    gain = np.minimum(gain, 1.0)
-    gain[freqs < 1500.0] = 1.0  # the input's band: the model keeps it
-    _, band = scipy.signal.istft(added * gain, **stft)
-    return sinc + band[: len(sinc)]
+
+    def gain(freqs: np.ndarray, added: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        if per_bin:
+            g = np.abs(wanted) / (np.abs(added) + 1e-20)
+        else:  # each bin from 1.5 kHz up in one of 16 ERB-wide bands: the band's gain, spread back to its bins
+            first = int(np.searchsorted(freqs, 1500.0))
+            bands = erb_bands(first, len(freqs), 2 * (len(freqs) - 1), 16, rate).numpy()
+            energy = lambda x: bands @ (np.abs(x[first:]) ** 2)  # (bands, frames)
+            g = np.ones(added.shape)
+            g[first:] = bands.T @ np.sqrt(energy(wanted) / (energy(added) + 1e-20))
+        g = np.minimum(g, 1.0)
+        g[freqs < 1500.0] = 1.0  # the input's band: the model keeps it
+        return g
+
+    return _rescaled_band(sinc, model, truth, rate, gain)
 
 
 def main() -> None:

@@ -64,13 +64,13 @@ if [ -n "${FINETUNE:-}" ]; then
         done
     done
 else
-sweep="all_$tag:$aug"
-[ "$plain" = 1 ] && sweep="$sweep;all_plain:${EXTRA:-}"
-for held in ravdess speechocean762; do
-    d="--set data.output_dir=${DATA}_no_$held"
-    sweep="$sweep;no_${held}_$tag:$d $aug"
-    [ "$plain" = 1 ] && sweep="$sweep;no_${held}_plain:$d ${EXTRA:-}"
-done
+    sweep="all_$tag:$aug"
+    [ "$plain" = 1 ] && sweep="$sweep;all_plain:${EXTRA:-}"
+    for held in ravdess speechocean762; do
+        d="--set data.output_dir=${DATA}_no_$held"
+        sweep="$sweep;no_${held}_$tag:$d $aug"
+        [ "$plain" = 1 ] && sweep="$sweep;no_${held}_plain:$d ${EXTRA:-}"
+    done
 fi
 SWEEP="$sweep" VAL_TIMEOUT=0 DATA=$DATA RUNS=$RUNS OUT=$OUT bash "$(dirname "$0")/gpu_sweep.sh" "$minutes"
 
