@@ -267,7 +267,16 @@ def assert_same_run(run: Path, reference: Path) -> None:
     assert without_timing(pd.read_csv(run / "history.csv").to_dict("records")) == without_timing(pd.read_csv(reference / "history.csv").to_dict("records"))
 
 
-def test_ctrl_c_in_the_first_epoch_writes_last_pt_and_resume_equals_an_uninterrupted_run(clips, uninterrupted, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C's own handler for the test: a suite started as a background job of a shell inherits SIGINT
+    ignored, and train (rightly) leaves an ignored SIGINT alone, so the test's Ctrl-C would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_in_the_first_epoch_writes_last_pt_and_resume_equals_an_uninterrupted_run(clips, uninterrupted, tmp_path, monkeypatch, capsys, default_sigint):
     real = train_module.forward_backward
     calls = {"n": 0}
 
